@@ -1,0 +1,214 @@
+//! The configuration as written in TOML. Unknown keys are errors everywhere.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use vigil_auth::Verifier;
+
+use crate::Secret;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: Server,
+    #[serde(default)]
+    pub auth: Auth,
+    #[serde(default)]
+    pub databases: Vec<Database>,
+    #[serde(default)]
+    pub identities: Vec<IdentityConfig>,
+}
+
+impl Config {
+    pub fn database(&self, name: &str) -> Option<&Database> {
+        self.databases.iter().find(|db| db.name == name)
+    }
+
+    pub fn identity(&self, name: &str) -> Option<&IdentityConfig> {
+        self.identities.iter().find(|id| id.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub listen: String,
+    /// The admin HTTP API's address; served once the admin API exists.
+    pub admin_listen: Option<String>,
+    /// Largest client message held whole in memory (Query, Parse, Bind …).
+    /// COPY data streams through and is not bounded by this.
+    #[serde(default = "defaults::max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// How long sessions may run on after SIGTERM before they are cancelled.
+    #[serde(default = "defaults::drain_timeout_secs")]
+    pub drain_timeout_secs: u64,
+    /// Present: clients may negotiate TLS. Absent: SSLRequest is answered 'N'.
+    pub tls: Option<ServerTls>,
+    #[serde(skip)]
+    pub listen_addr: Option<SocketAddr>,
+}
+
+impl Server {
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+            .expect("validated config has a listen address")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AuthMethod {
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// Cleartext password, checked against the SCRAM verifier. Needs TLS unless
+    /// `allow_cleartext_without_tls` says otherwise.
+    #[serde(rename = "password")]
+    Password,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    #[serde(default = "defaults::auth_method")]
+    pub method: AuthMethod,
+    #[serde(default)]
+    pub allow_cleartext_without_tls: bool,
+    /// Pause before a failed login is answered.
+    #[serde(default = "defaults::failure_delay_ms")]
+    pub failure_delay_ms: u64,
+    /// This many failures from one client address within `failure_window_secs`
+    /// lock that address out for `lockout_secs`.
+    #[serde(default = "defaults::max_failures")]
+    pub max_failures: u32,
+    #[serde(default = "defaults::failure_window_secs")]
+    pub failure_window_secs: u64,
+    #[serde(default = "defaults::lockout_secs")]
+    pub lockout_secs: u64,
+}
+
+impl Default for Auth {
+    fn default() -> Auth {
+        toml::from_str("").expect("every auth key has a default")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// The name clients ask for in `dbname`.
+    pub name: String,
+    /// `host:port` of the PostgreSQL server.
+    pub upstream: String,
+    /// The database on the upstream server.
+    pub database: String,
+    /// The service role Vigil logs in as.
+    pub user: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Only here to refuse it with a clear message: secrets are never inline.
+    #[serde(default, rename = "password")]
+    pub inline_password: Option<toml::Value>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tls: UpstreamTls,
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// The resolved service password, if one is configured.
+    #[serde(skip)]
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum UpstreamTlsMode {
+    #[default]
+    #[serde(rename = "disable")]
+    Disable,
+    /// Encrypt, without checking who the server is.
+    #[serde(rename = "require")]
+    Require,
+    /// Encrypt and check the certificate chain against `ca_file` and the name.
+    #[serde(rename = "verify-full")]
+    VerifyFull,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    #[serde(default)]
+    pub mode: UpstreamTlsMode,
+    pub ca_file: Option<PathBuf>,
+    /// Name to check in the certificate; defaults to the upstream host.
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityKind {
+    #[default]
+    Person,
+    Service,
+    Agent,
+}
+
+impl IdentityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::Person => "person",
+            IdentityKind::Service => "service",
+            IdentityKind::Agent => "agent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub name: String,
+    #[serde(default)]
+    pub kind: IdentityKind,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// A SCRAM-SHA-256 verifier made by `vigil passwd`.
+    #[serde(rename = "password")]
+    pub password_text: String,
+    #[serde(skip)]
+    pub verifier: Option<Verifier>,
+}
+
+mod defaults {
+    use super::AuthMethod;
+
+    pub fn max_message_bytes() -> usize {
+        16 << 20
+    }
+    pub fn drain_timeout_secs() -> u64 {
+        30
+    }
+    pub fn auth_method() -> AuthMethod {
+        AuthMethod::ScramSha256
+    }
+    pub fn failure_delay_ms() -> u64 {
+        500
+    }
+    pub fn max_failures() -> u32 {
+        5
+    }
+    pub fn failure_window_secs() -> u64 {
+        60
+    }
+    pub fn lockout_secs() -> u64 {
+        60
+    }
+    pub fn connect_timeout_ms() -> u64 {
+        5_000
+    }
+}

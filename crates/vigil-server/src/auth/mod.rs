@@ -1,0 +1,152 @@
+//! Client authentication: the one seam that turns a connection into an
+//! [`Identity`]. SCRAM-SHA-256 against configured verifiers, or a cleartext
+//! password (over TLS unless the config allows otherwise).
+
+mod throttle;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+pub(crate) use throttle::Throttle;
+use vigil_auth::{ScramServer, Verifier, SCRAM_SHA_256};
+use vigil_config::{AuthMethod, Config};
+use vigil_wire::backend;
+use vigil_wire::fields::{self, SaslInitial};
+use vigil_wire::tags::frontend::PASSWORD;
+
+use crate::session::client::ClientConn;
+use crate::{AuthMethodUsed, Identity, SessionError, State};
+
+/// The result of one exchange: the client proved the password or did not.
+enum Proof {
+    Valid,
+    Invalid(String),
+}
+
+/// Authenticates `user`. On success the AuthenticationOk is queued in
+/// `conn.out`; on a wrong password the failure is counted and delayed.
+pub(crate) async fn authenticate(
+    conn: &mut ClientConn,
+    state: &State,
+    config: &Config,
+    user: &str,
+    client_addr: SocketAddr,
+    application_name: Option<&str>,
+) -> Result<Identity, SessionError> {
+    let ip = client_addr.ip();
+    if let Some(retry_after_secs) = state.throttle.locked(ip, Instant::now()) {
+        return Err(SessionError::LockedOut { retry_after_secs });
+    }
+    let configured = config.identity(user);
+    // An unknown user goes through the same exchange against a fake verifier,
+    // so responses do not reveal which names exist.
+    let (verifier, known) = match configured.and_then(|id| id.verifier.clone()) {
+        Some(verifier) => (verifier, true),
+        None => (Verifier::mock(&state.mock_secret, user), false),
+    };
+    let (proof, method) = match config.auth.method {
+        AuthMethod::ScramSha256 => (
+            scram(conn, verifier, !known).await?,
+            AuthMethodUsed::ScramSha256,
+        ),
+        AuthMethod::Password => {
+            if !conn.stream.is_tls() && !config.auth.allow_cleartext_without_tls {
+                return Err(SessionError::CleartextWithoutTls);
+            }
+            (
+                cleartext(conn, &verifier, known).await?,
+                AuthMethodUsed::Password,
+            )
+        }
+    };
+    match (proof, configured) {
+        (Proof::Valid, Some(identity)) => {
+            backend::authentication_ok(&mut conn.out);
+            Ok(Identity {
+                name: identity.name.clone(),
+                kind: identity.kind,
+                groups: identity.groups.clone(),
+                auth_method: method,
+                client_addr,
+                tls: conn.stream.is_tls(),
+                application_name: application_name.map(str::to_owned),
+            })
+        }
+        (proof, _) => {
+            let reason = match proof {
+                Proof::Invalid(reason) => reason,
+                Proof::Valid => "no such identity".into(),
+            };
+            state.throttle.record_failure(ip, Instant::now());
+            tokio::time::sleep(state.throttle.failure_delay).await;
+            Err(SessionError::AuthFailed {
+                user: user.to_owned(),
+                reason: if known {
+                    reason
+                } else {
+                    "no such identity".into()
+                },
+            })
+        }
+    }
+}
+
+async fn password_message(conn: &mut ClientConn) -> Result<bytes::Bytes, SessionError> {
+    let (tag, body) = conn.read_message().await?;
+    if tag != PASSWORD {
+        return Err(SessionError::Unexpected {
+            tag: char::from(tag),
+            phase: "authentication",
+        });
+    }
+    Ok(body)
+}
+
+async fn scram(
+    conn: &mut ClientConn,
+    verifier: Verifier,
+    mock: bool,
+) -> Result<Proof, SessionError> {
+    backend::authentication_sasl(&mut conn.out, &[SCRAM_SHA_256]);
+    conn.flush().await?;
+    let body = password_message(conn).await?;
+    let initial = SaslInitial::parse(&body)?;
+    if initial.mechanism != SCRAM_SHA_256 {
+        return Ok(Proof::Invalid(format!(
+            "client chose SASL mechanism {:?}",
+            initial.mechanism
+        )));
+    }
+    let (server, first) = match ScramServer::start(verifier, mock, initial.data) {
+        Ok(started) => started,
+        Err(e) => return Ok(Proof::Invalid(e.to_string())),
+    };
+    backend::authentication_sasl_continue(&mut conn.out, &first);
+    conn.flush().await?;
+    let body = password_message(conn).await?;
+    match server.finish(&body) {
+        Ok(last) => {
+            backend::authentication_sasl_final(&mut conn.out, &last);
+            Ok(Proof::Valid)
+        }
+        Err(e) => Ok(Proof::Invalid(e.to_string())),
+    }
+}
+
+async fn cleartext(
+    conn: &mut ClientConn,
+    verifier: &Verifier,
+    known: bool,
+) -> Result<Proof, SessionError> {
+    backend::authentication_cleartext_password(&mut conn.out);
+    conn.flush().await?;
+    let body = password_message(conn).await?;
+    let password = fields::password(&body)?;
+    // Always hash, so a known and an unknown user take the same time.
+    let matches = verifier.verify_password(password);
+    Ok(if matches && known {
+        Proof::Valid
+    } else {
+        Proof::Invalid("wrong password".into())
+    })
+}

@@ -1,0 +1,149 @@
+//! Errors of the server layer. A [`SessionError`] knows what, if anything, the
+//! client should be told; the full cause goes to the log only.
+
+use std::path::Path;
+
+use bytes::BytesMut;
+
+use vigil_wire::backend::{Report, Severity};
+use vigil_wire::WireError;
+
+/// Why the server could not start (or reload).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{file}: TLS: {reason}")]
+    Tls { file: String, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    pub(crate) fn tls(file: &Path, reason: impl std::fmt::Display) -> StartError {
+        StartError::Tls {
+            file: file.display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Why a session ended before or instead of relaying normally.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("protocol violation: {0}")]
+    Protocol(#[from] WireError),
+    #[error("client i/o: {0}")]
+    ClientIo(std::io::Error),
+    #[error("client closed the connection")]
+    ClientGone,
+    #[error("TLS handshake with client failed: {0}")]
+    ClientTls(std::io::Error),
+    #[error("unexpected message {tag:?} during {phase}")]
+    Unexpected { tag: char, phase: &'static str },
+    #[error("authentication failed for user {user:?}: {reason}")]
+    AuthFailed { user: String, reason: String },
+    #[error("client address is locked out after repeated failures")]
+    LockedOut { retry_after_secs: u64 },
+    #[error("cleartext password refused without TLS")]
+    CleartextWithoutTls,
+    #[error("unknown database {0:?}")]
+    UnknownDatabase(String),
+    #[error("replication connection refused")]
+    Replication,
+    #[error("startup parameter {0:?} is not allowed")]
+    ParameterRefused(String),
+    #[error("startup packet has no user")]
+    NoUser,
+    #[error("upstream {database:?}: {reason}")]
+    Upstream {
+        database: String,
+        reason: String,
+        /// An upstream refusal clients can act on (too many connections,
+        /// starting up): its SQLSTATE and message, passed on as they are.
+        relay: Option<(String, String)>,
+    },
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+impl SessionError {
+    /// Appends the FATAL error the client should see, if anyone is listening.
+    /// Causes that would help an attacker or leak the upstream stay in the log.
+    pub(crate) fn report(&self, out: &mut BytesMut) {
+        let fatal = |out: &mut BytesMut, code: &str, message: &str, hint: Option<&str>| {
+            let mut report = Report::new(Severity::Fatal, code, message);
+            report.hint = hint;
+            vigil_wire::backend::error_response(out, &report);
+        };
+        match self {
+            SessionError::ClientIo(_) | SessionError::ClientGone | SessionError::ClientTls(_) => {}
+            SessionError::Protocol(e) => fatal(out, e.sqlstate(), &e.to_string(), None),
+            SessionError::Unexpected { tag, phase } => fatal(
+                out,
+                "08P01",
+                &format!("unexpected message type {tag:?} during {phase}"),
+                None,
+            ),
+            SessionError::AuthFailed { user, .. } => fatal(
+                out,
+                "28P01",
+                &format!("password authentication failed for user \"{user}\""),
+                None,
+            ),
+            SessionError::LockedOut { retry_after_secs } => fatal(
+                out,
+                "28000",
+                "too many failed authentication attempts from this address",
+                Some(&format!("Try again in {retry_after_secs} seconds.")),
+            ),
+            SessionError::CleartextWithoutTls => fatal(
+                out,
+                "28000",
+                "password authentication needs an encrypted connection",
+                Some("Connect with sslmode=require."),
+            ),
+            SessionError::UnknownDatabase(name) => fatal(
+                out,
+                "3D000",
+                &format!("database \"{name}\" does not exist"),
+                Some("Vigil serves only the databases named in its configuration."),
+            ),
+            SessionError::Replication => fatal(
+                out,
+                "0A000",
+                "replication connections are not supported through Vigil",
+                None,
+            ),
+            SessionError::ParameterRefused(name) => fatal(
+                out,
+                "42501",
+                &format!("startup parameter \"{name}\" is not allowed through Vigil"),
+                Some("Remove it from the connection settings."),
+            ),
+            SessionError::NoUser => fatal(
+                out,
+                "28000",
+                "no PostgreSQL user name specified in startup packet",
+                None,
+            ),
+            SessionError::Upstream {
+                relay: Some((code, message)),
+                ..
+            } => fatal(out, code, message, None),
+            SessionError::Upstream { database, .. } => fatal(
+                out,
+                "08006",
+                &format!("Vigil could not connect to the upstream of database \"{database}\""),
+                Some("The proxy's log has the cause."),
+            ),
+            SessionError::ShuttingDown => fatal(
+                out,
+                "57P01",
+                "terminating connection because Vigil is shutting down",
+                None,
+            ),
+        }
+    }
+}

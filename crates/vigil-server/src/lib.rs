@@ -1,0 +1,23 @@
+//! Vigil's proxy server: accepts PostgreSQL clients, authenticates them as
+//! Vigil identities, connects upstream with the proxy's own credentials, and
+//! relays the session.
+//!
+//! The server holds no global state: everything a session needs comes from the
+//! [`State`] it is handed, so tests run many servers in one process.
+
+mod auth;
+mod cancel;
+mod error;
+mod identity;
+mod server;
+mod session;
+mod shutdown;
+mod state;
+mod stream;
+mod tls;
+mod upstream;
+
+pub use error::{SessionError, StartError};
+pub use identity::{AuthMethodUsed, Identity};
+pub use server::serve;
+pub use state::State;

@@ -1,0 +1,240 @@
+//! One client session, from the first byte to the last: TLS negotiation,
+//! startup, authentication, the upstream connection, then the relay.
+
+pub(crate) mod client;
+mod relay;
+mod startup;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info, warn, Instrument};
+use vigil_wire::backend;
+use vigil_wire::StartupPacket;
+
+use crate::cancel::{self, CancelRegistry, CancelTarget};
+use crate::shutdown::Phase;
+use crate::stream::Stream;
+use crate::upstream::{self, UpstreamError};
+use crate::{auth, SessionError, State};
+use client::ClientConn;
+use relay::{End, Relay};
+
+/// How long Vigil keeps writing to a peer that has stopped reading, at the end.
+const FINAL_WRITE: Duration = Duration::from_secs(2);
+
+/// Serves one accepted connection until it ends. Never panics on client input.
+pub(crate) async fn run(
+    socket: TcpStream,
+    client_addr: SocketAddr,
+    state: Arc<State>,
+    phase: watch::Receiver<Phase>,
+) {
+    let session_id = state.next_session_id();
+    let span = tracing::info_span!(
+        "session",
+        session_id,
+        client = %client_addr,
+        identity = tracing::field::Empty,
+        database = tracing::field::Empty,
+    );
+    async move {
+        let _ = socket.set_nodelay(true);
+        let mut conn = ClientConn::new(Stream::Tcp(socket));
+        // Startup may swap the plain stream for TLS, so it owns the connection
+        // and hands it back either way.
+        match establish(&mut conn, client_addr, &state).await {
+            Ok(Some(established)) => relay(conn, established, phase).await,
+            Ok(None) => {}
+            Err(error) => {
+                match &error {
+                    SessionError::ClientGone | SessionError::ClientIo(_) => {
+                        debug!(%error, "client left during startup")
+                    }
+                    _ => warn!(%error, "session refused"),
+                }
+                conn.fail(&error).await;
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A session that got through startup: everything the relay needs.
+struct Established {
+    upstream: upstream::Upstream,
+    max_message_bytes: usize,
+    /// Keeps the client's cancel key registered while the session lives.
+    _cancel_key: cancel::CancelKey,
+    cancel_target: CancelTarget,
+}
+
+async fn establish(
+    conn: &mut ClientConn,
+    client_addr: SocketAddr,
+    state: &Arc<State>,
+) -> Result<Option<Established>, SessionError> {
+    let snapshot = state.snapshot();
+    let config = &snapshot.config;
+    let mut encryption_negotiated = false;
+    let (minor, params) = loop {
+        match conn.read_startup().await? {
+            StartupPacket::SslRequest if !encryption_negotiated => {
+                encryption_negotiated = true;
+                match &snapshot.acceptor {
+                    Some(acceptor) => conn.start_tls(acceptor).await?,
+                    None => conn.write_now(b"N").await?,
+                }
+            }
+            // GSSAPI encryption is not offered; libpq then falls back to SSL or plain.
+            StartupPacket::GssEncRequest if !encryption_negotiated => conn.write_now(b"N").await?,
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                return Err(vigil_wire::WireError::Malformed {
+                    what: "repeated encryption request",
+                }
+                .into())
+            }
+            StartupPacket::Cancel { pid, secret } => {
+                forward_cancel(state, pid, secret).await;
+                return Ok(None);
+            }
+            StartupPacket::Startup { minor, params } => break (minor, params),
+        }
+    };
+
+    let startup = startup::Startup::check(minor, &params)?;
+    if let Some(negotiation) = startup.negotiation() {
+        backend::negotiate_protocol_version(&mut conn.out, 0, &negotiation);
+    }
+    let identity = auth::authenticate(
+        conn,
+        state,
+        config,
+        startup.user,
+        client_addr,
+        startup.application_name,
+    )
+    .await?;
+    let span = tracing::Span::current();
+    span.record("identity", identity.name.as_str());
+    span.record("database", startup.database);
+
+    let db = config
+        .database(startup.database)
+        .ok_or_else(|| SessionError::UnknownDatabase(startup.database.to_owned()))?;
+    let tls = upstream::tls_target(db, snapshot.connectors.get(&db.name));
+    let connected = upstream::connect(db, tls.as_ref(), &startup.forwarded).await;
+    let upstream = connected.map_err(|e: UpstreamError| SessionError::Upstream {
+        database: db.name.clone(),
+        relay: e.relay(),
+        reason: e.to_string(),
+    })?;
+    let cancel_target = CancelTarget {
+        database: db.name.clone(),
+        upstream: db.upstream.clone(),
+        tls,
+        pid: upstream.pid,
+        secret: upstream.secret,
+    };
+    let cancel_key = CancelRegistry::register(state, cancel_target.clone());
+
+    for (name, value) in &upstream.parameters {
+        backend::parameter_status(&mut conn.out, name, value);
+    }
+    backend::backend_key_data(&mut conn.out, cancel_key.pid, cancel_key.secret);
+    backend::ready_for_query(&mut conn.out, upstream.status);
+    conn.flush().await?;
+    info!(
+        kind = identity.kind.as_str(),
+        groups = ?identity.groups,
+        auth = identity.auth_method.as_str(),
+        tls = identity.tls,
+        application_name = identity.application_name.as_deref().unwrap_or(""),
+        "session started"
+    );
+    Ok(Some(Established {
+        upstream,
+        max_message_bytes: config.server.max_message_bytes,
+        _cancel_key: cancel_key,
+        cancel_target,
+    }))
+}
+
+async fn relay(conn: ClientConn, established: Established, mut phase: watch::Receiver<Phase>) {
+    let started = Instant::now();
+    let Established {
+        upstream,
+        max_message_bytes,
+        cancel_target,
+        ..
+    } = established;
+    let mut relay = Relay::new(
+        conn.stream,
+        conn.inbuf,
+        upstream.stream,
+        upstream.leftover,
+        max_message_bytes,
+        upstream.status,
+    );
+    let end = relay.run(&mut phase).await;
+    match &end {
+        Ok(End::ClientTerminated) | Ok(End::ClientGone) => {
+            if !matches!(end, Ok(End::ClientTerminated)) {
+                backend::terminate(&mut relay.to_upstream);
+            }
+            relay.finish_upstream(FINAL_WRITE).await;
+        }
+        Ok(End::UpstreamGone) => relay.finish_client(FINAL_WRITE).await,
+        Ok(End::Drained) | Ok(End::Cancelled { .. }) => {
+            if let Ok(End::Cancelled { idle: false }) = end {
+                // The server would run the statement to completion otherwise.
+                let _ = cancel::send(&cancel_target).await;
+            }
+            SessionError::ShuttingDown.report(&mut relay.to_client);
+            relay.finish_client(FINAL_WRITE).await;
+            backend::terminate(&mut relay.to_upstream);
+            relay.finish_upstream(FINAL_WRITE).await;
+        }
+        Ok(End::Violation(violation)) => {
+            warn!(%violation, "closing session after protocol violation");
+            SessionError::Protocol(violation.clone()).report(&mut relay.to_client);
+            relay.finish_client(FINAL_WRITE).await;
+            backend::terminate(&mut relay.to_upstream);
+            relay.finish_upstream(FINAL_WRITE).await;
+        }
+        Err(error) => {
+            debug!(%error, "session i/o failed");
+            backend::terminate(&mut relay.to_upstream);
+            relay.finish_upstream(FINAL_WRITE).await;
+        }
+    }
+    let stats = relay.stats;
+    info!(
+        end = ?end.as_ref().map_err(|e| e.kind()),
+        queries = stats.queries,
+        bytes_in = stats.bytes_in,
+        bytes_out = stats.bytes_out,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "session ended"
+    );
+}
+
+/// A CancelRequest arrived: pass it on, under the upstream's own key, to the
+/// backend of the session whose Vigil key it carries. Unknown keys are ignored,
+/// as PostgreSQL does.
+async fn forward_cancel(state: &State, pid: i32, secret: i32) {
+    match state.cancels.lookup(pid, secret) {
+        Some(target) => {
+            if let Err(error) = cancel::send(&target).await {
+                warn!(%error, database = target.database, "cancel could not reach upstream");
+            } else {
+                info!(database = target.database, "cancel forwarded");
+            }
+        }
+        None => debug!("cancel request with unknown key ignored"),
+    }
+}

@@ -1,0 +1,360 @@
+//! The relay: both directions of one session in one task.
+//!
+//! One poll function drives four things (write to upstream, write to client,
+//! read from client, read from upstream), so neither direction can block the
+//! other: a server busy sending results is always read from while the client's
+//! pipeline is still being written to it. Every byte passes a [`FrameReader`],
+//! so the relay always knows where messages begin; that is where policy,
+//! masking and audit hook in. Large DataRow and CopyData frames stream through
+//! in chunks and are never buffered whole.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::sync::watch;
+use tokio_util::io::poll_read_buf;
+use vigil_wire::frame::FRONTEND_TAGS;
+use vigil_wire::tags::{backend as b, frontend as f};
+use vigil_wire::{FrameReader, Next, TagSet, WireError};
+
+use crate::shutdown::Phase;
+use crate::stream::Stream;
+
+/// Stop reading from one side while this much waits to be written to the other.
+const HIGH_WATER: usize = 256 * 1024;
+/// Read at least this much at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// Frames of streamable types above this size pass through in pieces.
+const STREAM_ABOVE: usize = 64 * 1024;
+
+/// Frontend frames that may stream: COPY data only; everything else the
+/// client sends is held whole so it can be inspected.
+const FRONTEND_STREAMED: TagSet = TagSet::of(&[f::COPY_DATA]);
+/// Backend frames that may stream: row and COPY data and function results.
+const BACKEND_STREAMED: TagSet =
+    TagSet::of(&[b::DATA_ROW, b::COPY_DATA, b::FUNCTION_CALL_RESPONSE]);
+
+/// How a relayed session ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The client sent Terminate; it has been passed upstream.
+    ClientTerminated,
+    /// The client closed its socket without a Terminate.
+    ClientGone,
+    /// The server closed; what it said last has been passed to the client.
+    UpstreamGone,
+    /// Shutdown was asked for and the session reached an idle point.
+    Drained,
+    /// The shutdown deadline passed while the session was busy.
+    Cancelled { idle: bool },
+    /// The client broke the protocol.
+    Violation(WireError),
+}
+
+pub(crate) struct Relay {
+    client: Stream,
+    upstream: Stream,
+    from_client: BytesMut,
+    from_upstream: BytesMut,
+    pub(crate) to_client: BytesMut,
+    pub(crate) to_upstream: BytesMut,
+    client_frames: FrameReader,
+    upstream_frames: FrameReader,
+    client_unflushed: bool,
+    upstream_unflushed: bool,
+    /// Requests sent upstream that each end in a ReadyForQuery not yet seen.
+    awaiting_ready: u32,
+    /// Extended-protocol messages sent since the last Sync.
+    unsynced: bool,
+    /// Transaction status from the last ReadyForQuery: I, T or E.
+    pub(crate) status: u8,
+    terminated: bool,
+    pub(crate) stats: Stats,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Stats {
+    pub(crate) queries: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+}
+
+impl Relay {
+    pub(crate) fn new(
+        client: Stream,
+        from_client: BytesMut,
+        upstream: Stream,
+        from_upstream: BytesMut,
+        max_message_bytes: usize,
+        status: u8,
+    ) -> Relay {
+        Relay {
+            client,
+            upstream,
+            from_client,
+            from_upstream,
+            to_client: BytesMut::with_capacity(READ_CHUNK),
+            to_upstream: BytesMut::with_capacity(READ_CHUNK),
+            client_frames: FrameReader::new(max_message_bytes)
+                .accepting(FRONTEND_TAGS)
+                .streaming(FRONTEND_STREAMED, STREAM_ABOVE),
+            upstream_frames: FrameReader::new(vigil_wire::frame::MAX_STREAMED_FRAME)
+                .streaming(BACKEND_STREAMED, STREAM_ABOVE),
+            client_unflushed: false,
+            upstream_unflushed: false,
+            awaiting_ready: 0,
+            unsynced: false,
+            status,
+            terminated: false,
+            stats: Stats::default(),
+        }
+    }
+
+    /// At a point where the session could end without losing anything.
+    fn idle(&self) -> bool {
+        self.awaiting_ready == 0
+            && !self.unsynced
+            && self.status == b'I'
+            && self.from_client.is_empty()
+            && !self.client_frames.mid_frame()
+            && !self.upstream_frames.mid_frame()
+    }
+
+    /// Relays until the session ends. `phase` turns to draining or
+    /// cancelling when the server shuts down.
+    pub(crate) async fn run(&mut self, phase: &mut watch::Receiver<Phase>) -> io::Result<End> {
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                biased;
+                end = poll_fn(|cx| self.poll_relay(cx, draining)) => return end,
+                changed = phase.changed(), if !draining || *phase.borrow() != Phase::Cancelling => {
+                    let now = if changed.is_ok() { *phase.borrow_and_update() } else { Phase::Cancelling };
+                    match now {
+                        Phase::Running => {}
+                        Phase::Draining => draining = true,
+                        Phase::Cancelling => return Ok(End::Cancelled { idle: self.idle() }),
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_relay(&mut self, cx: &mut Context<'_>, draining: bool) -> Poll<io::Result<End>> {
+        loop {
+            let mut progress = false;
+
+            progress |= ready_or(poll_send(
+                &mut self.upstream,
+                &mut self.to_upstream,
+                &mut self.upstream_unflushed,
+                cx,
+            ))?;
+            progress |= ready_or(poll_send(
+                &mut self.client,
+                &mut self.to_client,
+                &mut self.client_unflushed,
+                cx,
+            ))?;
+            if self.terminated && self.to_upstream.is_empty() && !self.upstream_unflushed {
+                return Poll::Ready(Ok(End::ClientTerminated));
+            }
+
+            if !self.terminated && self.to_upstream.len() < HIGH_WATER {
+                reserve(&mut self.from_client);
+                match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.from_client) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(Ok(End::ClientGone))
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.stats.bytes_in += n as u64;
+                        progress = true;
+                        if let Err(violation) = self.from_client_frames() {
+                            return Poll::Ready(Ok(End::Violation(violation)));
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+            }
+
+            if self.to_client.len() < HIGH_WATER {
+                reserve(&mut self.from_upstream);
+                match poll_read_buf(Pin::new(&mut self.upstream), cx, &mut self.from_upstream) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        // Pass on what the server said last (often a FATAL).
+                        self.to_client.extend_from_slice(&self.from_upstream);
+                        return Poll::Ready(Ok(End::UpstreamGone));
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        progress = true;
+                        if let Err(e) = self.from_upstream_frames() {
+                            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+            }
+
+            if draining && self.idle() && self.to_client.is_empty() {
+                return Poll::Ready(Ok(End::Drained));
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Moves every complete client frame (and chunks of streamed ones) to the
+    /// upstream's outgoing buffer.
+    fn from_client_frames(&mut self) -> Result<(), WireError> {
+        let mut offset = 0;
+        let result = loop {
+            match self.client_frames.next(&self.from_client[offset..]) {
+                Ok(Next::Frame { tag, len }) => {
+                    offset += len;
+                    match tag {
+                        f::QUERY | f::FUNCTION_CALL => {
+                            self.awaiting_ready += 1;
+                            self.stats.queries += 1;
+                        }
+                        f::SYNC => {
+                            self.awaiting_ready += 1;
+                            self.unsynced = false;
+                        }
+                        f::PARSE | f::BIND | f::DESCRIBE | f::EXECUTE | f::CLOSE | f::FLUSH => {
+                            if tag == f::EXECUTE {
+                                self.stats.queries += 1;
+                            }
+                            self.unsynced = true;
+                        }
+                        f::TERMINATE => {
+                            self.terminated = true;
+                            break Ok(());
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(Next::Chunk { len, .. }) => offset += len,
+                Ok(Next::Incomplete { want }) => {
+                    self.from_client
+                        .reserve(want.saturating_sub(self.from_client.len() - offset));
+                    break Ok(());
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.to_upstream
+            .extend_from_slice(&self.from_client[..offset]);
+        self.from_client.advance(offset);
+        if self.terminated {
+            self.from_client.clear();
+        }
+        result
+    }
+
+    fn from_upstream_frames(&mut self) -> Result<(), WireError> {
+        let mut offset = 0;
+        let result = loop {
+            match self.upstream_frames.next(&self.from_upstream[offset..]) {
+                Ok(Next::Frame { tag, len }) => {
+                    if tag == b::READY_FOR_QUERY && len == 6 {
+                        self.status = self.from_upstream[offset + 5];
+                        self.awaiting_ready = self.awaiting_ready.saturating_sub(1);
+                    }
+                    offset += len;
+                }
+                Ok(Next::Chunk { len, .. }) => offset += len,
+                Ok(Next::Incomplete { want }) => {
+                    self.from_upstream
+                        .reserve(want.saturating_sub(self.from_upstream.len() - offset));
+                    break Ok(());
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.stats.bytes_out += offset as u64;
+        self.to_client
+            .extend_from_slice(&self.from_upstream[..offset]);
+        self.from_upstream.advance(offset);
+        result
+    }
+
+    /// Writes what is queued for the client, within `deadline`.
+    pub(crate) async fn finish_client(&mut self, deadline: std::time::Duration) {
+        let _ = tokio::time::timeout(deadline, async {
+            use tokio::io::AsyncWriteExt;
+            let _ = self.client.write_all(&self.to_client).await;
+            let _ = self.client.flush().await;
+            let _ = self.client.shutdown().await;
+        })
+        .await;
+        self.to_client.clear();
+    }
+
+    /// Writes what is queued for the server, then closes it, within `deadline`.
+    pub(crate) async fn finish_upstream(&mut self, deadline: std::time::Duration) {
+        let _ = tokio::time::timeout(deadline, async {
+            use tokio::io::AsyncWriteExt;
+            let _ = self.upstream.write_all(&self.to_upstream).await;
+            let _ = self.upstream.flush().await;
+            let _ = self.upstream.shutdown().await;
+        })
+        .await;
+        self.to_upstream.clear();
+    }
+}
+
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
+/// Writes as much of `out` as the socket takes now, then flushes once empty.
+/// Ready(true) when anything moved; a closed or failed socket is an error.
+fn poll_send(
+    stream: &mut Stream,
+    out: &mut BytesMut,
+    unflushed: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<bool>> {
+    let mut moved = false;
+    while !out.is_empty() {
+        match Pin::new(&mut *stream).poll_write(cx, out) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => {
+                out.advance(n);
+                *unflushed = true;
+                moved = true;
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {
+                return if moved {
+                    Poll::Ready(Ok(true))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+    if *unflushed {
+        match Pin::new(&mut *stream).poll_flush(cx) {
+            Poll::Ready(Ok(())) => *unflushed = false,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+    }
+    Poll::Ready(Ok(moved))
+}
+
+/// Progress made by a poll that may be pending.
+fn ready_or(poll: Poll<io::Result<bool>>) -> io::Result<bool> {
+    match poll {
+        Poll::Ready(result) => result,
+        Poll::Pending => Ok(false),
+    }
+}

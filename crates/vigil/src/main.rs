@@ -1,0 +1,140 @@
+//! The `vigil` command: run the proxy, check a config, make password verifiers.
+//! Logic lives in the library crates; this file only wires them to a CLI.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use vigil_config::Config;
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Identity-aware PostgreSQL proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file (and the files and secrets it names), then exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print a SCRAM-SHA-256 verifier for a password read from standard input.
+    Passwd {
+        #[arg(long, default_value_t = vigil_auth::DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Check { config } => check(&config),
+        Command::Passwd { iterations } => passwd(iterations),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vigil: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    // The config error already names the file, key and reason.
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn check(path: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let summary = format!(
+        "{}: ok ({} databases, {} identities)",
+        path.display(),
+        config.databases.len(),
+        config.identities.len()
+    );
+    vigil_server::State::new(config)?;
+    println!("{summary}");
+    Ok(())
+}
+
+fn serve(path: &Path) -> anyhow::Result<()> {
+    let filter = std::env::var("VIGIL_LOG").unwrap_or_else(|_| "info".into());
+    let filter: tracing_subscriber::filter::Targets = filter.parse().context("VIGIL_LOG")?;
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(filter)
+        .init();
+
+    let config = load(path)?;
+    let listen = config.server.listen_addr();
+    let state = vigil_server::State::new(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(%listen, version = env!("CARGO_PKG_VERSION"), "vigil listening");
+        vigil_server::serve(listener, state, shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn passwd(iterations: u32) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    if interactive {
+        eprint!("Password: ");
+        std::io::stderr().flush()?;
+        set_echo(false);
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if interactive {
+        set_echo(true);
+        eprintln!();
+    }
+    read.context("reading the password")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    println!("{}", vigil_auth::Verifier::generate(password, iterations));
+    Ok(())
+}
+
+/// Turns terminal echo off while a password is typed; best effort.
+fn set_echo(on: bool) {
+    let _ = std::process::Command::new("stty")
+        .arg(if on { "echo" } else { "-echo" })
+        .stdin(std::process::Stdio::inherit())
+        .status();
+}
