@@ -1,0 +1,351 @@
+//! Test fixtures: a scratch database on the local PostgreSQL, and a Vigil
+//! serving it on an ephemeral port.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use vigil_config::Config;
+
+pub const PG_HOST: &str = "127.0.0.1";
+pub const PG_PORT: u16 = 5432;
+pub const ALICE_PASSWORD: &str = "alice-demo";
+pub const AGENT_PASSWORD: &str = "agent-demo";
+
+/// A database created for one test and dropped after it.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub fn create(tag: &str) -> TestDb {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "vigil_e2e_{tag}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("createdb")
+            .args(["-h", PG_HOST, "-U", "postgres", &name])
+            .output()
+            .expect("createdb runs");
+        assert!(out.status.success(), "createdb: {}", String::from_utf8_lossy(&out.stderr));
+        TestDb { name }
+    }
+
+    /// Runs SQL directly against the database, bypassing Vigil.
+    pub fn direct_sql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", PG_HOST, "-U", "postgres", "-d", &self.name, "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "direct sql failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = Command::new("dropdb")
+            .args(["-h", PG_HOST, "-U", "postgres", "--force", "--if-exists", &self.name])
+            .output();
+    }
+}
+
+/// Verifiers are slow to make (PBKDF2), so each test process makes them once.
+fn verifiers() -> &'static (String, String) {
+    static V: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        (
+            vigil_auth::Verifier::generate(ALICE_PASSWORD, 4096).to_string(),
+            vigil_auth::Verifier::generate(AGENT_PASSWORD, 4096).to_string(),
+        )
+    })
+}
+
+/// A config serving `db` as `demo`, plus whatever `extra` adds (more tables
+/// or keys). `server_extra` goes into the [server] table.
+pub fn config_toml(db: &str, server_extra: &str, extra: &str) -> String {
+    let (alice, agent) = verifiers();
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+{server_extra}
+
+[auth]
+failure_delay_ms = 10
+
+[[databases]]
+name = "demo"
+upstream = "{PG_HOST}:{PG_PORT}"
+database = "{db}"
+user = "postgres"
+
+[[identities]]
+name = "alice"
+groups = ["dba"]
+password = "{alice}"
+
+[[identities]]
+name = "agent"
+kind = "agent"
+groups = ["ai-agents"]
+password = "{agent}"
+
+{extra}
+"#
+    )
+}
+
+/// Vigil running in this process on its own runtime, stopped on drop.
+pub struct Proxy {
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub fn start(toml: &str) -> Proxy {
+        Proxy::start_at(toml, Path::new("/tmp/vigil-e2e.toml"))
+    }
+
+    /// Starts with `toml` read as if from `path` (relative files resolve there).
+    pub fn start_at(toml: &str, path: &Path) -> Proxy {
+        let config = Config::from_toml(toml, path).unwrap_or_else(|e| panic!("test config: {e}"));
+        let state = vigil_server::State::new(config).expect("state");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                ready_tx.send(listener.local_addr().unwrap().port()).unwrap();
+                vigil_server::serve(listener, state, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+        });
+        let port = ready_rx.recv_timeout(Duration::from_secs(10)).expect("proxy started");
+        Proxy {
+            port,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Asks the proxy to shut down (SIGTERM's path) and waits until it has.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    pub fn conninfo(&self, user: &str) -> String {
+        format!("host=127.0.0.1 port={} dbname=demo user={user}", self.port)
+    }
+
+    /// A tokio-postgres connection through the proxy, driven on the caller's runtime.
+    pub async fn connect(&self, user: &str, password: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(
+            &format!("{} password={password}", self.conninfo(user)),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("connect as {user}: {e}"));
+        tokio::spawn(connection);
+        client
+    }
+
+    pub fn psql(&self, user: &str, password: &str, args: &[&str]) -> Output {
+        Command::new("psql")
+            .arg("-X")
+            .arg(self.conninfo(user))
+            .args(args)
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("psql runs")
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "vigil-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A self-signed CA and a server certificate for `localhost`/127.0.0.1, made
+/// with the openssl command line. Returns (ca.pem, server.pem, server.key).
+pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vigil-test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem"]);
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+}
+
+
+/// A hand-driven client, for sending what real drivers never would.
+pub struct RawClient {
+    pub stream: std::net::TcpStream,
+    /// BackendKeyData as the proxy announced it.
+    pub key: (i32, i32),
+}
+
+impl RawClient {
+    /// Logs in through the proxy with SCRAM, reading up to ReadyForQuery.
+    pub fn login(port: u16, user: &str, password: &str) -> RawClient {
+        use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+        use postgres_protocol::message::frontend;
+        use std::io::Write;
+
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut out = bytes::BytesMut::new();
+        frontend::startup_message([("user", user), ("database", "demo")], &mut out).unwrap();
+        stream.write_all(&out).unwrap();
+        let mut scram = None;
+        let mut key = (0, 0);
+        loop {
+            let (tag, body) = read_message(&mut stream).expect("message during login");
+            out.clear();
+            match (tag, body.get(..4).map(|b| i32::from_be_bytes(b.try_into().unwrap()))) {
+                (b'R', Some(10)) => {
+                    let client = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                    frontend::sasl_initial_response("SCRAM-SHA-256", client.message(), &mut out).unwrap();
+                    scram = Some(client);
+                }
+                (b'R', Some(11)) => {
+                    let client = scram.as_mut().unwrap();
+                    client.update(&body[4..]).unwrap();
+                    frontend::sasl_response(client.message(), &mut out).unwrap();
+                }
+                (b'R', Some(12)) => scram.as_mut().unwrap().finish(&body[4..]).unwrap(),
+                (b'R', Some(0)) | (b'S', _) => {}
+                (b'K', _) => {
+                    key = (
+                        i32::from_be_bytes(body[0..4].try_into().unwrap()),
+                        i32::from_be_bytes(body[4..8].try_into().unwrap()),
+                    )
+                }
+                (b'Z', _) => return RawClient { stream, key },
+                (tag, _) => panic!("unexpected {:?} during login: {}", tag as char, String::from_utf8_lossy(&body)),
+            }
+            stream.write_all(&out).unwrap();
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.stream.write_all(bytes)
+    }
+
+    /// Sends a simple Query and collects the messages up to ReadyForQuery.
+    pub fn query(&mut self, sql: &str) -> Vec<(u8, Vec<u8>)> {
+        let mut out = bytes::BytesMut::new();
+        postgres_protocol::message::frontend::query(sql, &mut out).unwrap();
+        self.send(&out).unwrap();
+        self.read_until_ready()
+    }
+
+    pub fn read_until_ready(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let mut messages = Vec::new();
+        loop {
+            let message = read_message(&mut self.stream).expect("reply");
+            let done = message.0 == b'Z';
+            messages.push(message);
+            if done {
+                return messages;
+            }
+        }
+    }
+
+    /// Reads until the proxy closes the connection; returns the messages seen.
+    pub fn read_to_close(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let mut messages = Vec::new();
+        while let Some(message) = read_message(&mut self.stream) {
+            messages.push(message);
+        }
+        messages
+    }
+}
+
+/// One backend message, or `None` at end of stream.
+pub fn read_message(stream: &mut std::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+    use std::io::Read;
+    let mut header = [0u8; 5];
+    stream.read_exact(&mut header).ok()?;
+    let len = i32::from_be_bytes(header[1..5].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; len - 4];
+    stream.read_exact(&mut body).ok()?;
+    Some((header[0], body))
+}
+
+/// The SQLSTATE of an ErrorResponse body.
+pub fn sqlstate(body: &[u8]) -> String {
+    field(body, b'C')
+}
+
+pub fn field(body: &[u8], code: u8) -> String {
+    let mut rest = body;
+    while let Some((&c, tail)) = rest.split_first() {
+        if c == 0 {
+            break;
+        }
+        let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+        if c == code {
+            return String::from_utf8_lossy(&tail[..end]).into_owned();
+        }
+        rest = &tail[(end + 1).min(tail.len())..];
+    }
+    String::new()
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: real clients (psql, pgbench, tokio-postgres, psycopg)
+//! through an in-process Vigil to the machine's real PostgreSQL.
+
+mod harness;
+
+mod bad_input;
+mod clients;
+mod psql;
+mod python;
+mod shutdown;
+mod upstream;

@@ -1,0 +1,186 @@
+//! psql through Vigil: the same script prints the same thing as direct, and
+//! refusals (bad password, unknown database, privileged startup settings)
+//! are clear FATAL errors.
+
+use std::process::Command;
+
+use crate::harness::{config_toml, stderr, stdout, Proxy, TempDir, TestDb, ALICE_PASSWORD, PG_HOST};
+
+fn script() -> String {
+    format!("{}/tests/e2e/sql/session.sql", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the session script with psql against `conninfo`, stdout and stderr
+/// merged in order, with backend PIDs (which differ by design) blanked out.
+fn run_script(conninfo: &str, password: &str, copyfile: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("psql -X -a -v copyfile=\"$COPYFILE\" \"$CONNINFO\" -f \"$SCRIPT\" 2>&1")
+        .env("CONNINFO", conninfo)
+        .env("SCRIPT", script())
+        .env("COPYFILE", copyfile)
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql failed: {}", stdout(&out));
+    let text = stdout(&out);
+    let mut cleaned = String::new();
+    for line in text.lines() {
+        match line.find("server process with PID ") {
+            Some(at) => cleaned.push_str(&line[..at]),
+            None => cleaned.push_str(line),
+        }
+        cleaned.push('\n');
+    }
+    cleaned
+}
+
+#[test]
+fn a_psql_script_reads_the_same_through_vigil_as_direct() {
+    let direct_db = TestDb::create("psql_direct");
+    let proxied_db = TestDb::create("psql_proxied");
+    let proxy = Proxy::start(&config_toml(&proxied_db.name, "", ""));
+    let dir = TempDir::new("psql");
+    let copyfile = dir.0.join("items.csv");
+    let copyfile = copyfile.to_str().unwrap();
+
+    let direct = run_script(
+        &format!("host={PG_HOST} port=5432 dbname={} user=postgres", direct_db.name),
+        "",
+        copyfile,
+    );
+    let proxied = run_script(&proxy.conninfo("alice"), ALICE_PASSWORD, copyfile);
+
+    // The script really covered what it claims to.
+    for expected in [
+        "duplicate key value violates unique constraint",
+        "division by zero",
+        "syntax error at or near \"SELEC\"",
+        "COPY 3",
+        "twelve",
+        "hello from a notice",
+        "Asynchronous notification \"vigil_channel\" with payload \"hello\"",
+        "done",
+    ] {
+        assert!(proxied.contains(expected), "missing {expected:?} in:\n{proxied}");
+    }
+    if direct != proxied {
+        let diff: Vec<_> = direct
+            .lines()
+            .zip(proxied.lines())
+            .enumerate()
+            .filter(|(_, (d, p))| d != p)
+            .take(10)
+            .collect();
+        panic!("outputs differ (line, direct, proxied): {diff:#?}");
+    }
+}
+
+#[test]
+fn large_objects_use_the_function_call_protocol() {
+    let db = TestDb::create("psql_lo");
+    let proxy = Proxy::start(&config_toml(&db.name, "", ""));
+    let dir = TempDir::new("lo");
+    let input = dir.0.join("in.bin");
+    let output = dir.0.join("out.bin");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+    // psql's \lo_ commands go through libpq's PQfn, i.e. FunctionCall messages.
+    let out = proxy.psql(
+        "alice",
+        ALICE_PASSWORD,
+        &[
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &format!("\\lo_import {}", input.display()),
+            "-c",
+            &format!("\\lo_export :LASTOID {}", output.display()),
+            "-c",
+            "\\lo_unlink :LASTOID",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&output).unwrap(), data);
+}
+
+#[test]
+fn refusals_are_clear_fatal_errors() {
+    let db = TestDb::create("psql_refusals");
+    let proxy = Proxy::start(&config_toml(&db.name, "", ""));
+
+    let out = proxy.psql("alice", "wrong", &["-c", "select 1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("FATAL:  password authentication failed for user \"alice\""),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = proxy.psql("mallory", "anything", &["-c", "select 1"]);
+    assert!(stderr(&out).contains("password authentication failed for user \"mallory\""));
+
+    let out = Command::new("psql")
+        .args(["-X", &format!("host=127.0.0.1 port={} dbname=nope user=alice", proxy.port), "-c", "select 1"])
+        .env("PGPASSWORD", ALICE_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("FATAL:  database \"nope\" does not exist"), "{}", stderr(&out));
+
+    // Identity and privileges come from authentication, never from startup settings.
+    let out = Command::new("psql")
+        .args(["-X", &format!("{} options='-c role=postgres'", proxy.conninfo("alice")), "-c", "select 1"])
+        .env("PGPASSWORD", ALICE_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("FATAL:  startup parameter \"role\" is not allowed through Vigil"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = Command::new("psql")
+        .args(["-X", &format!("{} replication=database", proxy.conninfo("alice")), "-c", "IDENTIFY_SYSTEM"])
+        .env("PGPASSWORD", ALICE_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("replication connections are not supported through Vigil"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Allowed settings do reach the upstream session.
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-At",
+            &format!("{} options='-c statement_timeout=4321'", proxy.conninfo("alice")),
+            "-c",
+            "show statement_timeout",
+        ])
+        .env("PGPASSWORD", ALICE_PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out).trim(), "4321ms", "{}", stderr(&out));
+}
+
+#[test]
+fn repeated_failures_lock_the_address_out() {
+    let db = TestDb::create("psql_lockout");
+    let proxy = Proxy::start(&config_toml(&db.name, "", "").replace(
+        "failure_delay_ms = 10",
+        "failure_delay_ms = 10\nmax_failures = 3\nlockout_secs = 60",
+    ));
+    for _ in 0..3 {
+        let out = proxy.psql("alice", "wrong", &["-c", "select 1"]);
+        assert!(stderr(&out).contains("password authentication failed"), "{}", stderr(&out));
+    }
+    // Now even the right password is refused from this address.
+    let out = proxy.psql("alice", ALICE_PASSWORD, &["-c", "select 1"]);
+    assert!(
+        stderr(&out).contains("too many failed authentication attempts"),
+        "{}",
+        stderr(&out)
+    );
+}
