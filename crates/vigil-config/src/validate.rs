@@ -136,7 +136,7 @@ pub(crate) fn validate(config: &mut Config, base: &Path) -> Vec<Problem> {
             Ok(verifier) => identity.verifier = Some(verifier),
             Err(e) => problem(
                 key("password"),
-                format!("not a SCRAM-SHA-256 verifier ({e}); make one with `vigil passwd`"),
+                format!("{e}; make one with `vigil passwd`"),
             ),
         }
     }

@@ -73,11 +73,12 @@ mod tests {
     use super::*;
 
     fn throttle() -> Throttle {
-        let mut auth = Auth::default();
-        auth.max_failures = 3;
-        auth.failure_window_secs = 10;
-        auth.lockout_secs = 30;
-        Throttle::new(&auth)
+        Throttle::new(&Auth {
+            max_failures: 3,
+            failure_window_secs: 10,
+            lockout_secs: 30,
+            ..Auth::default()
+        })
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl Relay {
                     Poll::Ready(Ok(n)) => {
                         self.stats.bytes_in += n as u64;
                         progress = true;
-                        if let Err(violation) = self.from_client_frames() {
+                        if let Err(violation) = self.forward_client_frames() {
                             return Poll::Ready(Ok(End::Violation(violation)));
                         }
                     }
@@ -191,7 +191,7 @@ impl Relay {
                     }
                     Poll::Ready(Ok(_)) => {
                         progress = true;
-                        if let Err(e) = self.from_upstream_frames() {
+                        if let Err(e) = self.forward_upstream_frames() {
                             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
                         }
                     }
@@ -210,7 +210,7 @@ impl Relay {
 
     /// Moves every complete client frame (and chunks of streamed ones) to the
     /// upstream's outgoing buffer.
-    fn from_client_frames(&mut self) -> Result<(), WireError> {
+    fn forward_client_frames(&mut self) -> Result<(), WireError> {
         let mut offset = 0;
         let result = loop {
             match self.client_frames.next(&self.from_client[offset..]) {
@@ -256,7 +256,7 @@ impl Relay {
         result
     }
 
-    fn from_upstream_frames(&mut self) -> Result<(), WireError> {
+    fn forward_upstream_frames(&mut self) -> Result<(), WireError> {
         let mut offset = 0;
         let result = loop {
             match self.upstream_frames.next(&self.from_upstream[offset..]) {
