@@ -92,6 +92,9 @@ pub struct Auth {
     pub failure_window_secs: u64,
     #[serde(default = "defaults::lockout_secs")]
     pub lockout_secs: u64,
+    /// A client must finish startup and authentication within this time.
+    #[serde(default = "defaults::timeout_secs")]
+    pub timeout_secs: u64,
 }
 
 impl Default for Auth {
@@ -207,6 +210,9 @@ mod defaults {
     }
     pub fn lockout_secs() -> u64 {
         60
+    }
+    pub fn timeout_secs() -> u64 {
+        30
     }
     pub fn connect_timeout_ms() -> u64 {
         5_000

@@ -52,6 +52,9 @@ pub(crate) fn validate(config: &mut Config, base: &Path) -> Vec<Problem> {
     if config.auth.max_failures == 0 {
         problem("auth.max_failures".into(), "must be at least 1".into());
     }
+    if config.auth.timeout_secs == 0 {
+        problem("auth.timeout_secs".into(), "must be at least 1".into());
+    }
 
     let mut names = HashSet::new();
     for (i, db) in config.databases.iter_mut().enumerate() {

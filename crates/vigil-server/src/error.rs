@@ -66,6 +66,8 @@ pub enum SessionError {
     },
     #[error("server is shutting down")]
     ShuttingDown,
+    #[error("startup not finished within {0} s")]
+    StartupTimeout(u64),
 }
 
 impl SessionError {
@@ -137,6 +139,12 @@ impl SessionError {
                 "08006",
                 &format!("Vigil could not connect to the upstream of database \"{database}\""),
                 Some("The proxy's log has the cause."),
+            ),
+            SessionError::StartupTimeout(_) => fatal(
+                out,
+                "08006",
+                "canceling authentication due to timeout",
+                None,
             ),
             SessionError::ShuttingDown => fatal(
                 out,

@@ -46,7 +46,14 @@ pub(crate) async fn run(
         let mut conn = ClientConn::new(Stream::Tcp(socket));
         // Startup may swap the plain stream for TLS, so it owns the connection
         // and hands it back either way.
-        match establish(&mut conn, client_addr, &state).await {
+        let limit = state.snapshot().config.auth.timeout_secs;
+        let established = tokio::time::timeout(
+            Duration::from_secs(limit),
+            establish(&mut conn, client_addr, &state),
+        )
+        .await
+        .unwrap_or(Err(SessionError::StartupTimeout(limit)));
+        match established {
             Ok(Some(established)) => relay(conn, established, phase).await,
             Ok(None) => {}
             Err(error) => {

@@ -34,9 +34,9 @@ const STREAM_ABOVE: usize = 64 * 1024;
 /// Frontend frames that may stream: COPY data only; everything else the
 /// client sends is held whole so it can be inspected.
 const FRONTEND_STREAMED: TagSet = TagSet::of(&[f::COPY_DATA]);
-/// Backend frames that may stream: row and COPY data and function results.
-const BACKEND_STREAMED: TagSet =
-    TagSet::of(&[b::DATA_ROW, b::COPY_DATA, b::FUNCTION_CALL_RESPONSE]);
+/// Backend frames that may stream: all but ReadyForQuery, the one the relay
+/// reads. A server's huge row, COPY line or notice never sits whole in Vigil.
+const BACKEND_STREAMED: TagSet = TagSet::ALL.without(b::READY_FOR_QUERY);
 
 /// How a relayed session ended.
 #[derive(Debug)]

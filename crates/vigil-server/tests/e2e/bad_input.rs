@@ -165,3 +165,25 @@ fn random_bytes_before_and_after_login_are_contained() {
     // And the proxy still accepts new sessions.
     RawClient::login(proxy.port, "alice", ALICE_PASSWORD).query("SELECT 1");
 }
+
+#[test]
+fn a_client_that_never_authenticates_is_disconnected() {
+    let db = TestDb::create("bad_silent");
+    let toml = config_toml(&db.name, "", "").replace(
+        "failure_delay_ms = 10",
+        "failure_delay_ms = 10\ntimeout_secs = 1",
+    );
+    let proxy = Proxy::start(&toml);
+    let started = std::time::Instant::now();
+    // Half a startup packet, then silence.
+    let mut stream = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(&[0, 0, 0, 40, 0, 3]).unwrap();
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(reply.first(), Some(&b'E'));
+    assert_eq!(sqlstate(&reply[5..]), "08006");
+}

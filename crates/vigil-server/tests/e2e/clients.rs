@@ -16,7 +16,9 @@ async fn extended_protocol_prepared_statements_and_binary_formats() {
     let client = proxy.connect("alice", ALICE_PASSWORD).await;
 
     client
-        .batch_execute("CREATE TABLE t (id int8 PRIMARY KEY, name text, data bytea, score float8, ok bool)")
+        .batch_execute(
+            "CREATE TABLE t (id int8 PRIMARY KEY, name text, data bytea, score float8, ok bool)",
+        )
         .await
         .unwrap();
     let insert = client
@@ -26,24 +28,42 @@ async fn extended_protocol_prepared_statements_and_binary_formats() {
     for i in 0..50i64 {
         let data: Vec<u8> = (0..=255u8).cycle().skip(i as usize).take(300).collect();
         client
-            .execute(&insert, &[&i, &format!("row {i}"), &data, &(i as f64 / 3.0), &(i % 2 == 0)])
+            .execute(
+                &insert,
+                &[
+                    &i,
+                    &format!("row {i}"),
+                    &data,
+                    &(i as f64 / 3.0),
+                    &(i % 2 == 0),
+                ],
+            )
             .await
             .unwrap();
     }
     // tokio-postgres asks for every result column in binary format.
     let rows = client
-        .query("SELECT id, name, data, score, ok FROM t WHERE id >= $1 ORDER BY id", &[&45i64])
+        .query(
+            "SELECT id, name, data, score, ok FROM t WHERE id >= $1 ORDER BY id",
+            &[&45i64],
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 5);
     let data: Vec<u8> = rows[0].get(2);
-    assert_eq!(data, (0..=255u8).cycle().skip(45).take(300).collect::<Vec<_>>());
+    assert_eq!(
+        data,
+        (0..=255u8).cycle().skip(45).take(300).collect::<Vec<_>>()
+    );
     assert_eq!(rows[0].get::<_, f64>(3), 15.0);
     assert!(!rows[0].get::<_, bool>(4));
 
     // A named statement used many times, then an error inside the extended
     // protocol: the session recovers at Sync.
-    let by_id = client.prepare("SELECT name FROM t WHERE id = $1").await.unwrap();
+    let by_id = client
+        .prepare("SELECT name FROM t WHERE id = $1")
+        .await
+        .unwrap();
     for i in [3i64, 7, 11] {
         let name: String = client.query_one(&by_id, &[&i]).await.unwrap().get(0);
         assert_eq!(name, format!("row {i}"));
@@ -53,7 +73,11 @@ async fn extended_protocol_prepared_statements_and_binary_formats() {
         .await
         .unwrap_err();
     assert_eq!(err.code().unwrap().code(), "23505");
-    let count: i64 = client.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(count, 50);
 
     // Portals with a row limit (PortalSuspended) inside a transaction.
@@ -78,7 +102,12 @@ async fn pipelined_queries_all_come_back_in_order() {
         .map(|i| {
             let client = &client;
             let statement = &statement;
-            async move { client.query_one(statement, &[&i]).await.map(|row| row.get::<_, i32>(0)) }
+            async move {
+                client
+                    .query_one(statement, &[&i])
+                    .await
+                    .map(|row| row.get::<_, i32>(0))
+            }
         })
         .collect();
     let results = futures_util::future::join_all(futures).await;
@@ -118,7 +147,10 @@ fn clients_see_vigils_cancel_key_not_the_upstreams() {
     let reply = raw.query("SELECT pg_backend_pid()");
     let row = reply.iter().find(|(tag, _)| *tag == b'D').expect("a row");
     let upstream_pid: i32 = String::from_utf8_lossy(&row.1[6..]).parse().unwrap();
-    assert_ne!(raw.key.0, upstream_pid, "the upstream pid must not be the client's key");
+    assert_ne!(
+        raw.key.0, upstream_pid,
+        "the upstream pid must not be the client's key"
+    );
     // A cancel with a made-up key is ignored and harms nothing.
     let mut bogus = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
     let mut packet = bytes::BytesMut::new();
@@ -143,15 +175,25 @@ async fn large_values_stream_through_in_both_directions() {
     assert!(value.bytes().all(|b| b == b'x'));
 
     // A 40 MiB value in through COPY (CopyData streams through).
-    client.batch_execute("CREATE TABLE blobs (v text)").await.unwrap();
-    let sink = client.copy_in::<_, bytes::Bytes>("COPY blobs FROM STDIN").await.unwrap();
+    client
+        .batch_execute("CREATE TABLE blobs (v text)")
+        .await
+        .unwrap();
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY blobs FROM STDIN")
+        .await
+        .unwrap();
     let mut line = vec![b'y'; 40 << 20];
     line.push(b'\n');
     let mut sink = std::pin::pin!(sink);
     sink.send(bytes::Bytes::from(line)).await.unwrap();
     let copied = sink.finish().await.unwrap();
     assert_eq!(copied, 1);
-    let len: i32 = client.query_one("SELECT length(v) FROM blobs", &[]).await.unwrap().get(0);
+    let len: i32 = client
+        .query_one("SELECT length(v) FROM blobs", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(len, 40 << 20);
 }
 
@@ -169,19 +211,37 @@ fn pgbench_runs_every_query_mode_without_failures() {
     let proxy = Proxy::start(&config_toml(&db.name, "", ""));
     let pgbench = |args: &[&str]| {
         let out = Command::new("pgbench")
-            .args(["-h", "127.0.0.1", "-p", &proxy.port.to_string(), "-U", "alice"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &proxy.port.to_string(),
+                "-U",
+                "alice",
+            ])
             .args(args)
             .arg("demo")
             .env("PGPASSWORD", ALICE_PASSWORD)
             .output()
             .expect("pgbench runs");
-        assert!(out.status.success(), "pgbench {args:?}: {}{}", stdout(&out), stderr(&out));
+        assert!(
+            out.status.success(),
+            "pgbench {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
         stdout(&out)
     };
     pgbench(&["-i", "-s", "1", "-q"]);
     for mode in ["simple", "extended", "prepared"] {
         let out = pgbench(&["-M", mode, "-c", "4", "-j", "2", "-t", "300"]);
-        assert!(out.contains("number of failed transactions: 0 (0.000%)"), "{mode}: {out}");
-        assert!(out.contains("number of transactions actually processed: 1200/1200"), "{mode}: {out}");
+        assert!(
+            out.contains("number of failed transactions: 0 (0.000%)"),
+            "{mode}: {out}"
+        );
+        assert!(
+            out.contains("number of transactions actually processed: 1200/1200"),
+            "{mode}: {out}"
+        );
     }
 }

@@ -31,17 +31,39 @@ impl TestDb {
             .args(["-h", PG_HOST, "-U", "postgres", &name])
             .output()
             .expect("createdb runs");
-        assert!(out.status.success(), "createdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "createdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         TestDb { name }
     }
 
     /// Runs SQL directly against the database, bypassing Vigil.
     pub fn direct_sql(&self, sql: &str) -> String {
         let out = Command::new("psql")
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", PG_HOST, "-U", "postgres", "-d", &self.name, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                PG_HOST,
+                "-U",
+                "postgres",
+                "-d",
+                &self.name,
+                "-c",
+                sql,
+            ])
             .output()
             .expect("psql runs");
-        assert!(out.status.success(), "direct sql failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "direct sql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 }
@@ -49,7 +71,15 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let _ = Command::new("dropdb")
-            .args(["-h", PG_HOST, "-U", "postgres", "--force", "--if-exists", &self.name])
+            .args([
+                "-h",
+                PG_HOST,
+                "-U",
+                "postgres",
+                "--force",
+                "--if-exists",
+                &self.name,
+            ])
             .output();
     }
 }
@@ -126,14 +156,18 @@ impl Proxy {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_tx.send(listener.local_addr().unwrap().port()).unwrap();
+                ready_tx
+                    .send(listener.local_addr().unwrap().port())
+                    .unwrap();
                 vigil_server::serve(listener, state, async {
                     let _ = stopped.await;
                 })
                 .await;
             });
         });
-        let port = ready_rx.recv_timeout(Duration::from_secs(10)).expect("proxy started");
+        let port = ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("proxy started");
         Proxy {
             port,
             stop: Some(stop),
@@ -223,16 +257,72 @@ impl Drop for TempDir {
 /// with the openssl command line. Returns (ca.pem, server.pem, server.key).
 pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vigil-test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem"]);
-    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vigil-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
 }
-
 
 /// A hand-driven client, for sending what real drivers never would.
 pub struct RawClient {
@@ -249,7 +339,9 @@ impl RawClient {
         use std::io::Write;
 
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut out = bytes::BytesMut::new();
         frontend::startup_message([("user", user), ("database", "demo")], &mut out).unwrap();
         stream.write_all(&out).unwrap();
@@ -258,10 +350,16 @@ impl RawClient {
         loop {
             let (tag, body) = read_message(&mut stream).expect("message during login");
             out.clear();
-            match (tag, body.get(..4).map(|b| i32::from_be_bytes(b.try_into().unwrap()))) {
+            match (
+                tag,
+                body.get(..4)
+                    .map(|b| i32::from_be_bytes(b.try_into().unwrap())),
+            ) {
                 (b'R', Some(10)) => {
-                    let client = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-                    frontend::sasl_initial_response("SCRAM-SHA-256", client.message(), &mut out).unwrap();
+                    let client =
+                        ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                    frontend::sasl_initial_response("SCRAM-SHA-256", client.message(), &mut out)
+                        .unwrap();
                     scram = Some(client);
                 }
                 (b'R', Some(11)) => {
@@ -278,7 +376,11 @@ impl RawClient {
                     )
                 }
                 (b'Z', _) => return RawClient { stream, key },
-                (tag, _) => panic!("unexpected {:?} during login: {}", tag as char, String::from_utf8_lossy(&body)),
+                (tag, _) => panic!(
+                    "unexpected {:?} during login: {}",
+                    tag as char,
+                    String::from_utf8_lossy(&body)
+                ),
             }
             stream.write_all(&out).unwrap();
         }

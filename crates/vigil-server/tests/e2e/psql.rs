@@ -4,7 +4,9 @@
 
 use std::process::Command;
 
-use crate::harness::{config_toml, stderr, stdout, Proxy, TempDir, TestDb, ALICE_PASSWORD, PG_HOST};
+use crate::harness::{
+    config_toml, stderr, stdout, Proxy, TempDir, TestDb, ALICE_PASSWORD, PG_HOST,
+};
 
 fn script() -> String {
     format!("{}/tests/e2e/sql/session.sql", env!("CARGO_MANIFEST_DIR"))
@@ -45,7 +47,10 @@ fn a_psql_script_reads_the_same_through_vigil_as_direct() {
     let copyfile = copyfile.to_str().unwrap();
 
     let direct = run_script(
-        &format!("host={PG_HOST} port=5432 dbname={} user=postgres", direct_db.name),
+        &format!(
+            "host={PG_HOST} port=5432 dbname={} user=postgres",
+            direct_db.name
+        ),
         "",
         copyfile,
     );
@@ -62,7 +67,10 @@ fn a_psql_script_reads_the_same_through_vigil_as_direct() {
         "Asynchronous notification \"vigil_channel\" with payload \"hello\"",
         "done",
     ] {
-        assert!(proxied.contains(expected), "missing {expected:?} in:\n{proxied}");
+        assert!(
+            proxied.contains(expected),
+            "missing {expected:?} in:\n{proxied}"
+        );
     }
     if direct != proxied {
         let diff: Vec<_> = direct
@@ -121,15 +129,29 @@ fn refusals_are_clear_fatal_errors() {
     assert!(stderr(&out).contains("password authentication failed for user \"mallory\""));
 
     let out = Command::new("psql")
-        .args(["-X", &format!("host=127.0.0.1 port={} dbname=nope user=alice", proxy.port), "-c", "select 1"])
+        .args([
+            "-X",
+            &format!("host=127.0.0.1 port={} dbname=nope user=alice", proxy.port),
+            "-c",
+            "select 1",
+        ])
         .env("PGPASSWORD", ALICE_PASSWORD)
         .output()
         .unwrap();
-    assert!(stderr(&out).contains("FATAL:  database \"nope\" does not exist"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("FATAL:  database \"nope\" does not exist"),
+        "{}",
+        stderr(&out)
+    );
 
     // Identity and privileges come from authentication, never from startup settings.
     let out = Command::new("psql")
-        .args(["-X", &format!("{} options='-c role=postgres'", proxy.conninfo("alice")), "-c", "select 1"])
+        .args([
+            "-X",
+            &format!("{} options='-c role=postgres'", proxy.conninfo("alice")),
+            "-c",
+            "select 1",
+        ])
         .env("PGPASSWORD", ALICE_PASSWORD)
         .output()
         .unwrap();
@@ -140,7 +162,12 @@ fn refusals_are_clear_fatal_errors() {
     );
 
     let out = Command::new("psql")
-        .args(["-X", &format!("{} replication=database", proxy.conninfo("alice")), "-c", "IDENTIFY_SYSTEM"])
+        .args([
+            "-X",
+            &format!("{} replication=database", proxy.conninfo("alice")),
+            "-c",
+            "IDENTIFY_SYSTEM",
+        ])
         .env("PGPASSWORD", ALICE_PASSWORD)
         .output()
         .unwrap();
@@ -155,7 +182,10 @@ fn refusals_are_clear_fatal_errors() {
         .args([
             "-X",
             "-At",
-            &format!("{} options='-c statement_timeout=4321'", proxy.conninfo("alice")),
+            &format!(
+                "{} options='-c statement_timeout=4321'",
+                proxy.conninfo("alice")
+            ),
             "-c",
             "show statement_timeout",
         ])
@@ -174,7 +204,11 @@ fn repeated_failures_lock_the_address_out() {
     ));
     for _ in 0..3 {
         let out = proxy.psql("alice", "wrong", &["-c", "select 1"]);
-        assert!(stderr(&out).contains("password authentication failed"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("password authentication failed"),
+            "{}",
+            stderr(&out)
+        );
     }
     // Now even the right password is refused from this address.
     let out = proxy.psql("alice", ALICE_PASSWORD, &["-c", "select 1"]);
