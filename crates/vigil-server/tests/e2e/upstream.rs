@@ -1,0 +1,628 @@
+//! TLS and passwords on both sides of Vigil: logging in to an upstream that
+//! demands SCRAM-SHA-256, MD5 or a cleartext password (and TLS), on a cluster
+//! each test starts for itself; and TLS between clients and Vigil.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::error::SqlState;
+
+use crate::harness::{
+    config_toml, make_certs, stderr, stdout, Proxy, TempDir, TestDb, ALICE_PASSWORD,
+};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A login role in the test cluster and the password it was created with.
+struct Role {
+    name: &'static str,
+    password: &'static str,
+}
+
+/// pg_hba lets each role in by one method only, so a login proves the method.
+const SCRAM_ROLE: Role = Role {
+    name: "svc_scram",
+    password: "scram-Svc-pw-3b7e1d",
+};
+const MD5_ROLE: Role = Role {
+    name: "svc_md5",
+    password: "md5-Svc-pw-90c2aa",
+};
+const CLEARTEXT_ROLE: Role = Role {
+    name: "svc_clear",
+    password: "clear-Svc-pw-5d41f0",
+};
+/// Allowed in over TLS only (`hostssl`).
+const TLS_ROLE: Role = Role {
+    name: "svc_tls",
+    password: "tls-Svc-pw-e4a7c3",
+};
+
+const PG_HBA: &str = "\
+# TYPE  DATABASE USER       ADDRESS       METHOD
+local   all      postgres                 trust
+hostssl all      svc_tls    127.0.0.1/32  scram-sha-256
+host    all      svc_scram  127.0.0.1/32  scram-sha-256
+host    all      svc_md5    127.0.0.1/32  md5
+host    all      svc_clear  127.0.0.1/32  password
+";
+
+/// A PostgreSQL cluster of the test's own, so it can demand passwords and TLS
+/// without touching the machine's server. Stopped immediately on drop.
+struct Cluster {
+    port: u16,
+    data: PathBuf,
+    /// The CA that signed the server's certificate (for `localhost`/127.0.0.1).
+    ca: PathBuf,
+    // Declared last: the directory goes only after Drop has stopped the server.
+    dir: TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = TempDir::new("upstream");
+        let data = dir.0.join("data");
+        let certs = dir.0.join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        chown_to_postgres(&dir.0);
+        // Key generation and initdb each take about half a second; overlap them.
+        let (ca, cert, key) = std::thread::scope(|scope| {
+            let made = scope.spawn(|| make_certs(&certs));
+            let out = pg_tool("initdb")
+                .args("-N -A trust -U postgres -E UTF8 --locale=C -D".split(' '))
+                .arg(&data)
+                .output()
+                .expect("initdb runs");
+            assert!(out.status.success(), "initdb: {}", stderr(&out));
+            made.join().expect("make_certs")
+        });
+        std::fs::copy(cert, data.join("server.crt")).unwrap();
+        std::fs::copy(key, data.join("server.key")).unwrap();
+        chown_to_postgres(&dir.0);
+        // PostgreSQL refuses a key others can read.
+        let status = Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "chmod server.key");
+
+        let settings = format!(
+            "\n# vigil e2e\n\
+             listen_addresses = '127.0.0.1'\n\
+             unix_socket_directories = '{socket_dir}'\n\
+             password_encryption = 'scram-sha-256'\n\
+             ssl = on\n\
+             ssl_cert_file = 'server.crt'\n\
+             ssl_key_file = 'server.key'\n\
+             log_connections = on\n\
+             fsync = off\n\
+             shared_buffers = 16MB\n\
+             max_connections = 20\n",
+            socket_dir = dir.0.display(),
+        );
+        append(&data.join("postgresql.conf"), &settings);
+        std::fs::write(data.join("pg_hba.conf"), PG_HBA).unwrap();
+
+        let mut cluster = Cluster {
+            port: 0,
+            data,
+            ca,
+            dir,
+        };
+        cluster.start_on_free_port();
+        cluster.admin_sql(&format!(
+            "CREATE ROLE {scram} LOGIN PASSWORD '{scram_pw}';
+             CREATE ROLE {tls} LOGIN PASSWORD '{tls_pw}';
+             CREATE ROLE {clear} LOGIN PASSWORD '{clear_pw}';
+             SET password_encryption = 'md5';
+             CREATE ROLE {md5} LOGIN PASSWORD '{md5_pw}';",
+            scram = SCRAM_ROLE.name,
+            scram_pw = SCRAM_ROLE.password,
+            tls = TLS_ROLE.name,
+            tls_pw = TLS_ROLE.password,
+            clear = CLEARTEXT_ROLE.name,
+            clear_pw = CLEARTEXT_ROLE.password,
+            md5 = MD5_ROLE.name,
+            md5_pw = MD5_ROLE.password,
+        ));
+        // An md5 hba line with a SCRAM-stored password would quietly use SCRAM.
+        let stored = cluster.admin_sql(&format!(
+            "SELECT left(rolpassword, 3) FROM pg_authid WHERE rolname = '{}'",
+            MD5_ROLE.name
+        ));
+        assert_eq!(
+            stored.trim(),
+            "md5",
+            "{} must have an md5 password",
+            MD5_ROLE.name
+        );
+        cluster
+    }
+
+    /// Another test may take a probed port before the server binds it, so a
+    /// failed start is retried on a fresh port.
+    fn start_on_free_port(&mut self) {
+        let log = self.log_path();
+        for attempt in 1..=3 {
+            self.port = free_port();
+            let out = pg_tool("pg_ctl")
+                .args(["-w", "-t", "30", "-D"])
+                .arg(&self.data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-o", &format!("-p {}", self.port), "start"])
+                .output()
+                .expect("pg_ctl runs");
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                attempt < 3,
+                "pg_ctl start failed: {}\n{}",
+                stderr(&out),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.0.join("server.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Runs SQL as the superuser over the Unix socket (the only way in without a password).
+    fn admin_sql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args("-X -q -At -v ON_ERROR_STOP=1 -U postgres -d postgres -h".split(' '))
+            .arg(&self.dir.0)
+            .args(["-p", &self.port.to_string(), "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "admin sql failed: {}", stderr(&out));
+        stdout(&out)
+    }
+
+    /// Returns once a backend is running `query`, failing after 10 s.
+    fn wait_until_running(&self, query: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = '{query}'"
+        );
+        while self.admin_sql(&sql).trim() != "1" {
+            assert!(
+                Instant::now() < deadline,
+                "{query:?} never started upstream"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A `[[databases]]` entry serving this cluster's `postgres` database as
+    /// `name`, logging in as `role`. `more` adds keys or a `[databases.tls]`.
+    fn database(&self, name: &str, role: &Role, password: &str, more: &str) -> String {
+        format!(
+            r#"
+[[databases]]
+name = "{name}"
+upstream = "127.0.0.1:{port}"
+database = "postgres"
+user = "{role}"
+connect_timeout_ms = 5000
+{password}
+{more}
+"#,
+            port = self.port,
+            role = role.name,
+        )
+    }
+
+    /// Asserts the server's own log says `role` logged in by `method`.
+    fn assert_authenticated(&self, role: &Role, method: &str) {
+        let expected = format!(
+            "connection authenticated: identity=\"{}\" method={method} ",
+            role.name
+        );
+        let log = self.log();
+        assert!(
+            log.contains(&expected),
+            "no {expected:?} in the server log:\n{log}"
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = pg_tool("pg_ctl")
+            .args(["-m", "immediate", "-w", "-D"])
+            .arg(&self.data)
+            .arg("stop")
+            .output();
+    }
+}
+
+/// A PostgreSQL server tool run as `postgres`: initdb and the server refuse root.
+fn pg_tool(tool: &str) -> Command {
+    let mut command = Command::new("runuser");
+    command
+        .args(["-u", "postgres", "--"])
+        .arg(format!("{PG_BIN}/{tool}"));
+    command
+}
+
+fn chown_to_postgres(path: &Path) {
+    let status = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "chown {}", path.display());
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Puts `password` in an environment variable no other test uses and returns
+/// the config line naming it.
+fn password_env(tag: &str, password: &str) -> String {
+    let var = format!("VIGIL_E2E_UPSTREAM_{tag}_{}", std::process::id());
+    std::env::set_var(&var, password);
+    format!("password_env = \"{var}\"")
+}
+
+fn verify_full(ca: &Path) -> String {
+    format!(
+        "[databases.tls]\nmode = \"verify-full\"\nca_file = \"{}\"",
+        ca.display()
+    )
+}
+
+/// Fails the test instead of hanging it when Vigil stops answering.
+async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took longer than 20 s"))
+}
+
+/// Logs in to Vigil as alice, asking for `dbname`.
+async fn connect(
+    proxy: &Proxy,
+    dbname: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let conninfo = format!(
+        "host=127.0.0.1 port={} dbname={dbname} user=alice password={ALICE_PASSWORD}",
+        proxy.port
+    );
+    let (client, connection) = within(
+        "connect",
+        tokio_postgres::connect(&conninfo, tokio_postgres::NoTls),
+    )
+    .await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// The upstream's `current_user` and whether its end of the session is TLS.
+async fn upstream_session(client: &tokio_postgres::Client) -> (String, bool) {
+    let row = within(
+        "query",
+        client.query_one(
+            "SELECT current_user::text, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        ),
+    )
+    .await
+    .expect("query through Vigil");
+    (row.get(0), row.get(1))
+}
+
+/// Expects the login to fail with Vigil's own "could not connect upstream"
+/// FATAL, and returns everything the client was told.
+async fn expect_upstream_failure(proxy: &Proxy, dbname: &str) -> String {
+    let error = match connect(proxy, dbname).await {
+        Ok(_) => panic!("login to {dbname} should have failed"),
+        Err(error) => error,
+    };
+    let db = error
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {error:?}"));
+    assert_eq!(db.severity(), "FATAL", "{db:?}");
+    assert_eq!(db.code(), &SqlState::CONNECTION_FAILURE, "{db:?}");
+    assert_eq!(
+        db.message(),
+        format!("Vigil could not connect to the upstream of database \"{dbname}\""),
+    );
+    format!("{error}\n{error:?}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scram_service_role_logs_in_upstream() {
+    let cluster = Cluster::start();
+    let password = password_env("SCRAM", SCRAM_ROLE.password);
+    let stanza = cluster.database("scram_db", &SCRAM_ROLE, &password, "");
+    let proxy = Proxy::start(&config_toml("postgres", "", &stanza));
+
+    let client = connect(&proxy, "scram_db")
+        .await
+        .expect("login through Vigil");
+    assert_eq!(
+        upstream_session(&client).await,
+        (SCRAM_ROLE.name.to_owned(), false)
+    );
+    cluster.assert_authenticated(&SCRAM_ROLE, "scram-sha-256");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn md5_service_role_logs_in_upstream_with_password_file() {
+    let cluster = Cluster::start();
+    let file = cluster.dir.0.join("md5.password");
+    // The newline an editor leaves must not become part of the password.
+    std::fs::write(&file, format!("{}\n", MD5_ROLE.password)).unwrap();
+    let password = format!("password_file = \"{}\"", file.display());
+    let stanza = cluster.database("md5_db", &MD5_ROLE, &password, "");
+    let proxy = Proxy::start(&config_toml("postgres", "", &stanza));
+
+    let client = connect(&proxy, "md5_db")
+        .await
+        .expect("login through Vigil");
+    assert_eq!(
+        upstream_session(&client).await,
+        (MD5_ROLE.name.to_owned(), false)
+    );
+    cluster.assert_authenticated(&MD5_ROLE, "md5");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cleartext_service_role_logs_in_upstream() {
+    let cluster = Cluster::start();
+    let password = password_env("CLEARTEXT", CLEARTEXT_ROLE.password);
+    let stanza = cluster.database("clear_db", &CLEARTEXT_ROLE, &password, "");
+    let proxy = Proxy::start(&config_toml("postgres", "", &stanza));
+
+    let client = connect(&proxy, "clear_db")
+        .await
+        .expect("login through Vigil");
+    assert_eq!(
+        upstream_session(&client).await,
+        (CLEARTEXT_ROLE.name.to_owned(), false)
+    );
+    cluster.assert_authenticated(&CLEARTEXT_ROLE, "password");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_upstreams_serve_queries_and_cancels() {
+    let cluster = Cluster::start();
+    let password = password_env("TLS", TLS_ROLE.password);
+    let verified = cluster.database("tls_db", &TLS_ROLE, &password, &verify_full(&cluster.ca));
+    // `require` encrypts without a CA to check against.
+    let encrypted = cluster.database(
+        "require_db",
+        &TLS_ROLE,
+        &password,
+        "[databases.tls]\nmode = \"require\"",
+    );
+    let proxy = Proxy::start(&config_toml(
+        "postgres",
+        "",
+        &format!("{verified}\n{encrypted}"),
+    ));
+
+    for dbname in ["tls_db", "require_db"] {
+        let client = connect(&proxy, dbname).await.expect("login through Vigil");
+        assert_eq!(
+            upstream_session(&client).await,
+            (TLS_ROLE.name.to_owned(), true),
+            "{dbname}"
+        );
+    }
+    cluster.assert_authenticated(&TLS_ROLE, "scram-sha-256");
+
+    // A cancel travels on a connection of its own, which must be TLS as well.
+    const SLEEP: &str = "SELECT pg_sleep(60)";
+    let client = connect(&proxy, "tls_db")
+        .await
+        .expect("login through Vigil");
+    let cancel = client.cancel_token();
+    let sleeper = tokio::spawn(async move { client.simple_query(SLEEP).await.map(drop) });
+    tokio::task::block_in_place(|| cluster.wait_until_running(SLEEP));
+    within("cancel", cancel.cancel_query(tokio_postgres::NoTls))
+        .await
+        .expect("cancel request");
+    let error = within("the cancelled query", sleeper)
+        .await
+        .unwrap()
+        .expect_err("pg_sleep should have been cancelled");
+    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_full_refuses_a_certificate_from_another_ca_or_for_another_name() {
+    let cluster = Cluster::start();
+    let other = TempDir::new("other-ca");
+    let (other_ca, _, _) = make_certs(&other.0);
+    let password = password_env("WRONG_CA", TLS_ROLE.password);
+    let wrong_ca = cluster.database("wrong_ca_db", &TLS_ROLE, &password, &verify_full(&other_ca));
+    let wrong_name = cluster.database(
+        "wrong_name_db",
+        &TLS_ROLE,
+        &password,
+        &format!(
+            "{}\nserver_name = \"db.example.com\"",
+            verify_full(&cluster.ca)
+        ),
+    );
+    let proxy = Proxy::start(&config_toml(
+        "postgres",
+        "",
+        &format!("{wrong_ca}\n{wrong_name}"),
+    ));
+
+    expect_upstream_failure(&proxy, "wrong_ca_db").await;
+    expect_upstream_failure(&proxy, "wrong_name_db").await;
+    // The handshakes failed, so the password was never offered.
+    assert!(
+        !cluster.log().contains("connection authenticated"),
+        "{}",
+        cluster.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_service_password_fails_without_showing_it() {
+    const WRONG: &str = "Wr0ng-svc-secret-71c9";
+    let cluster = Cluster::start();
+    let password = password_env("WRONG_PASSWORD", WRONG);
+    let stanza = cluster.database("wrong_pw_db", &SCRAM_ROLE, &password, "");
+    let proxy = Proxy::start(&config_toml("postgres", "", &stanza));
+
+    let told = expect_upstream_failure(&proxy, "wrong_pw_db").await;
+    assert!(
+        !told.contains(WRONG),
+        "the client saw the service password:\n{told}"
+    );
+    assert!(
+        !told.contains(SCRAM_ROLE.name),
+        "the client saw the service role:\n{told}"
+    );
+    let log = cluster.log();
+    assert!(
+        log.contains(&format!(
+            "password authentication failed for user \"{}\"",
+            SCRAM_ROLE.name
+        )),
+        "{log}"
+    );
+}
+
+/// psql to Vigil's `demo` as alice; `settings` go into the connection string.
+fn psql(proxy: &Proxy, settings: &str, args: &[&str]) -> Output {
+    Command::new("psql")
+        .arg("-X")
+        .arg(format!(
+            "host=localhost hostaddr=127.0.0.1 port={} dbname=demo user=alice {settings}",
+            proxy.port
+        ))
+        .args(args)
+        .env("PGPASSWORD", ALICE_PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql runs")
+}
+
+fn server_tls(certs: &TempDir) -> String {
+    let (_, cert, key) = make_certs(&certs.0);
+    format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}",
+        cert.display(),
+        key.display()
+    )
+}
+
+#[test]
+fn clients_can_verify_vigils_certificate() {
+    let db = TestDb::create("client_tls");
+    let certs = TempDir::new("client-tls");
+    let proxy = Proxy::start(&config_toml(&db.name, &server_tls(&certs), ""));
+    let ca = certs.0.join("ca.pem");
+
+    let verified = format!("sslmode=verify-full sslrootcert={}", ca.display());
+    let out = psql(&proxy, &verified, &["-c", "\\conninfo", "-c", "SELECT 1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("SSL connection"), "{}", stdout(&out));
+
+    let out = psql(&proxy, "sslmode=require", &["-At", "-c", "SELECT 1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "1");
+}
+
+#[test]
+fn without_server_tls_require_fails_and_prefer_falls_back() {
+    let db = TestDb::create("client_no_tls");
+    let proxy = Proxy::start(&config_toml(&db.name, "", ""));
+
+    let out = psql(&proxy, "sslmode=require", &["-c", "SELECT 1"]);
+    assert!(
+        !out.status.success(),
+        "sslmode=require connected without TLS"
+    );
+    assert!(stderr(&out).contains("SSL"), "{}", stderr(&out));
+
+    let out = psql(
+        &proxy,
+        "sslmode=prefer",
+        &["-c", "\\conninfo", "-At", "-c", "SELECT 1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("SSL connection"), "{}", stdout(&out));
+    assert!(stdout(&out).ends_with("1\n"), "{}", stdout(&out));
+}
+
+/// `[auth] method = "password"` sends the password itself, so only over TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn cleartext_client_auth_needs_tls() {
+    let db = TestDb::create("client_password");
+    let certs = TempDir::new("client-password");
+    let alice = vigil_auth::Verifier::generate(ALICE_PASSWORD, 4096);
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+{tls}
+
+[auth]
+method = "password"
+failure_delay_ms = 10
+
+[[databases]]
+name = "demo"
+upstream = "127.0.0.1:5432"
+database = "{db}"
+user = "postgres"
+
+[[identities]]
+name = "alice"
+password = "{alice}"
+"#,
+        tls = server_tls(&certs),
+        db = db.name,
+    );
+    let proxy = Proxy::start(&toml);
+
+    let error = match connect(&proxy, "demo").await {
+        Ok(_) => panic!("a cleartext password was accepted without TLS"),
+        Err(error) => error,
+    };
+    let refused = error
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {error:?}"));
+    assert_eq!(
+        refused.code(),
+        &SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.message(),
+        "password authentication needs an encrypted connection"
+    );
+
+    let out = psql(&proxy, "sslmode=require", &["-At", "-c", "SELECT 1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "1");
+}
