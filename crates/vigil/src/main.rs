@@ -127,6 +127,10 @@ fn passwd(iterations: u32) -> anyhow::Result<()> {
     read.context("reading the password")?;
     let password = line.trim_end_matches(['\n', '\r']);
     anyhow::ensure!(!password.is_empty(), "empty password");
+    if iterations > 100_000 {
+        // tokio-postgres (and so many Rust services) refuse servers asking for more.
+        eprintln!("vigil: warning: some clients refuse more than 100000 iterations");
+    }
     println!("{}", vigil_auth::Verifier::generate(password, iterations));
     Ok(())
 }

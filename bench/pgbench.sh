@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# Benchmarks Vigil against PgBouncer and a direct connection with pgbench -S.
+#
+# Every case (mode simple/extended/prepared × 1 and 10 clients) runs against the three
+# targets back to back, over several rounds, with the targets' order rotated each
+# round. Prints TPS ratios, added latency at 1 client and proxy CPU per transaction,
+# and writes the same as JSON. Starts and stops its own Vigil and PgBouncer.
+#
+#   bench/pgbench.sh            # ROUNDS=3 × DURATION=10 s per run (~11 min)
+#   bench/pgbench.sh --quick    # 1 round × 3 s, a smoke test (same as QUICK=1)
+#
+# Environment (defaults in brackets):
+#   ROUNDS [3]  DURATION [10] seconds per run  SCALE [10] pgbench -i scale
+#   PGHOST_DIRECT [127.0.0.1]  PGPORT_DIRECT [5432]  PGSUPERUSER [postgres]
+#   BENCH_DB [vigil_bench]  VIGIL_PORT [6442]  PGBOUNCER_PORT [6443]
+#   OUT [<target dir>/bench/pgbench-<time>.json]  STRICT=1: exit 1 if the target fails
+#   KEEP_WORK=1: keep the temp dir (configs, proxy logs, pgbench output)
+#
+# Exit status: 0 done (target PASS or FAIL is printed), 1 target FAIL with STRICT=1,
+# 2 setup failed, 3 some pgbench run failed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPORT="$ROOT/bench/pgbench_report.py"
+
+QUICK=${QUICK:-0}
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "pgbench.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+if [[ "$QUICK" == 1 ]]; then
+    ROUNDS=${ROUNDS:-1}
+    DURATION=${DURATION:-3}
+else
+    ROUNDS=${ROUNDS:-3}
+    DURATION=${DURATION:-10}
+fi
+SCALE=${SCALE:-10}
+PGHOST_DIRECT=${PGHOST_DIRECT:-127.0.0.1}
+PGPORT_DIRECT=${PGPORT_DIRECT:-5432}
+PGSUPERUSER=${PGSUPERUSER:-postgres}
+BENCH_DB=${BENCH_DB:-vigil_bench}
+VIGIL_PORT=${VIGIL_PORT:-6442}
+PGBOUNCER_PORT=${PGBOUNCER_PORT:-6443}
+STRICT=${STRICT:-0}
+KEEP_WORK=${KEEP_WORK:-0}
+READY_DEADLINE_S=30   # how long a proxy may take to open its port
+STOP_DEADLINE_S=15    # how long a proxy may take to exit on SIGTERM
+
+for n in ROUNDS DURATION SCALE; do
+    [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { echo "pgbench.sh: $n must be a positive integer" >&2; exit 2; }
+done
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'pgbench.sh: %s\n' "$*" >&2; exit 2; }
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "need root (or sudo) to run: $*"
+    fi
+}
+
+# --- tools ---------------------------------------------------------------------------
+
+find_pgbouncer() { command -v pgbouncer || { [[ -x /usr/sbin/pgbouncer ]] && echo /usr/sbin/pgbouncer; } || true; }
+
+missing=()
+command -v pgbench >/dev/null && command -v psql >/dev/null || missing+=(postgresql-client)
+[[ -n "$(find_pgbouncer)" ]] || missing+=(pgbouncer)
+command -v python3 >/dev/null || missing+=(python3)
+if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" pgbouncer "* ]]; then
+        # The Debian package starts a system-wide pgbouncer; we run our own.
+        if [[ -d /run/systemd/system ]]; then
+            as_root systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+        else
+            as_root service pgbouncer stop >/dev/null 2>&1 || true
+        fi
+    fi
+fi
+PGBOUNCER_BIN=$(find_pgbouncer)
+[[ -n "$PGBOUNCER_BIN" ]] || die "pgbouncer not found after install"
+command -v cargo >/dev/null || die "cargo not found"
+
+# --- state and cleanup ---------------------------------------------------------------
+
+WORK=$(mktemp -d -t vigil-pgbench.XXXXXX)
+chmod 755 "$WORK"   # PgBouncer drops root and must still read its config
+VIGIL_PID=
+PGBOUNCER_PID=
+
+# Stops one process we started: SIGTERM, then SIGKILL past the deadline.
+stop_process() {
+    local name=$1 pid=$2 deadline=$((SECONDS + STOP_DEADLINE_S))
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            echo "pgbench.sh: $name (pid $pid) ignored SIGTERM for ${STOP_DEADLINE_S}s; killing" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.1
+    done
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    stop_process vigil "$VIGIL_PID"
+    stop_process pgbouncer "$PGBOUNCER_PID"
+    if [[ "$KEEP_WORK" == 1 || $status -eq 2 || $status -eq 3 ]]; then   # setup or run failed
+        echo "pgbench.sh: work dir kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Polls until the port accepts connections; fails fast if the process died.
+wait_for_port() {
+    local name=$1 port=$2 pid=$3 log=$4 deadline=$((SECONDS + READY_DEADLINE_S))
+    until port_open "$port"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$log" >&2 || true
+            die "$name exited before listening on port $port"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -n 20 "$log" >&2 || true
+            die "$name did not listen on port $port within ${READY_DEADLINE_S}s"
+        fi
+        sleep 0.05
+    done
+}
+
+# utime+stime of a whole process (all threads), in clock ticks.
+cpu_ticks() {
+    local stat rest fields
+    stat=$(<"/proc/$1/stat")
+    rest=${stat##*\) }   # the command name may hold spaces and parentheses
+    read -r -a fields <<<"$rest"
+    echo $((fields[11] + fields[12]))   # fields 14 and 15 of proc(5)
+}
+
+# --- PostgreSQL and the bench database -------------------------------------------------
+
+psql_direct() { psql -X -q -v ON_ERROR_STOP=1 -h "$PGHOST_DIRECT" -p "$PGPORT_DIRECT" -U "$PGSUPERUSER" "$@"; }
+
+psql_direct -d postgres -tAc 'select 1' >/dev/null ||
+    die "cannot reach PostgreSQL at $PGHOST_DIRECT:$PGPORT_DIRECT as $PGSUPERUSER"
+if [[ -z "$(psql_direct -d postgres -tAc "select 1 from pg_database where datname = '$BENCH_DB'")" ]]; then
+    say "creating database $BENCH_DB"
+    psql_direct -d postgres -c "create database \"$BENCH_DB\""
+fi
+say "pgbench -i -s $SCALE $BENCH_DB"
+pgbench -i -q -s "$SCALE" -h "$PGHOST_DIRECT" -p "$PGPORT_DIRECT" -U "$PGSUPERUSER" "$BENCH_DB" \
+    >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log" >&2; die "pgbench -i failed"; }
+
+# --- Vigil -----------------------------------------------------------------------------
+
+say "building vigil (release)"
+(cd "$ROOT" && cargo build --release -p vigil --quiet) || die "cargo build --release -p vigil failed"
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+VIGIL_BIN="$TARGET_DIR/release/vigil"
+[[ -x "$VIGIL_BIN" ]] || die "no binary at $VIGIL_BIN"
+OUT=${OUT:-"$TARGET_DIR/bench/pgbench-$(date -u +%Y%m%dT%H%M%SZ).json"}
+
+for port in "$VIGIL_PORT" "$PGBOUNCER_PORT"; do
+    ! port_open "$port" || die "port $port is already in use; set VIGIL_PORT / PGBOUNCER_PORT"
+done
+
+verifier=$(echo bench-pass | "$VIGIL_BIN" passwd) || die "vigil passwd failed"
+cat >"$WORK/vigil.toml" <<EOF
+[server]
+listen = "127.0.0.1:$VIGIL_PORT"
+drain_timeout_secs = 5
+
+[auth]
+method = "scram-sha-256"
+
+[[databases]]
+name = "$BENCH_DB"
+upstream = "$PGHOST_DIRECT:$PGPORT_DIRECT"
+database = "$BENCH_DB"
+user = "$PGSUPERUSER"
+
+[[identities]]
+name = "bench"
+password = "$verifier"
+EOF
+VIGIL_LOG=warn "$VIGIL_BIN" serve --config "$WORK/vigil.toml" </dev/null 2>"$WORK/vigil.log" &
+VIGIL_PID=$!
+
+# --- PgBouncer -----------------------------------------------------------------------
+
+# Session pooling, room for every client, no per-connection logging: the closest
+# PgBouncer gets to Vigil's one-upstream-per-session relay.
+cat >"$WORK/pgbouncer.ini" <<EOF
+[databases]
+$BENCH_DB = host=$PGHOST_DIRECT port=$PGPORT_DIRECT dbname=$BENCH_DB
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $WORK/userlist.txt
+pool_mode = session
+default_pool_size = 20
+min_pool_size = 0
+reserve_pool_size = 0
+max_client_conn = 100
+max_db_connections = 0
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+stats_period = 60
+EOF
+printf '"%s" ""\n' "$PGSUPERUSER" >"$WORK/userlist.txt"
+chmod 644 "$WORK/pgbouncer.ini" "$WORK/userlist.txt"
+pgbouncer_args=()
+if [[ $(id -u) -eq 0 ]]; then
+    # PgBouncer refuses to run as root; -u switches user in-process, so $! stays its pid.
+    if id postgres >/dev/null 2>&1; then pgbouncer_args=(-u postgres); else pgbouncer_args=(-u nobody); fi
+fi
+"$PGBOUNCER_BIN" "${pgbouncer_args[@]}" "$WORK/pgbouncer.ini" </dev/null 2>"$WORK/pgbouncer.log" &
+PGBOUNCER_PID=$!
+
+wait_for_port vigil "$VIGIL_PORT" "$VIGIL_PID" "$WORK/vigil.log"
+wait_for_port pgbouncer "$PGBOUNCER_PORT" "$PGBOUNCER_PID" "$WORK/pgbouncer.log"
+say "vigil pid $VIGIL_PID on :$VIGIL_PORT, pgbouncer pid $PGBOUNCER_PID on :$PGBOUNCER_PORT"
+
+# --- targets ---------------------------------------------------------------------------
+
+# Connection arguments and environment of pgbench/psql for one target.
+target_conn() {
+    case "$1" in
+        direct) echo "-h $PGHOST_DIRECT -p $PGPORT_DIRECT -U $PGSUPERUSER" ;;
+        pgbouncer) echo "-h 127.0.0.1 -p $PGBOUNCER_PORT -U $PGSUPERUSER" ;;
+        vigil) echo "-h 127.0.0.1 -p $VIGIL_PORT -U bench" ;;
+    esac
+}
+target_pid() {
+    case "$1" in
+        direct) echo "" ;;
+        pgbouncer) echo "$PGBOUNCER_PID" ;;
+        vigil) echo "$VIGIL_PID" ;;
+    esac
+}
+export PGPASSWORD=bench-pass   # only Vigil asks; trust elsewhere
+export PGCONNECT_TIMEOUT=10
+
+TARGETS=(direct pgbouncer vigil)
+for target in "${TARGETS[@]}"; do
+    # shellcheck disable=SC2046  # word splitting of the connection arguments is wanted
+    got=$(psql -X -tAc 'select count(*) from pgbench_branches' $(target_conn "$target") "$BENCH_DB" 2>&1) ||
+        die "cannot query through $target: $got"
+    [[ "$got" == "$SCALE" ]] || die "unexpected answer through $target: $got"
+done
+
+say "warm-up: 2 s per target"
+for target in "${TARGETS[@]}"; do
+    # shellcheck disable=SC2046
+    pgbench -S -n -T 2 -c 2 -j 1 $(target_conn "$target") "$BENCH_DB" >"$WORK/warmup-$target.log" 2>&1 ||
+        { cat "$WORK/warmup-$target.log" >&2; die "warm-up through $target failed"; }
+done
+
+# --- the runs --------------------------------------------------------------------------
+
+RUNS="$WORK/runs.jsonl"
+: >"$RUNS"
+CLK_TCK=$(getconf CLK_TCK)
+total=$((ROUNDS * 3 * 2 * 3))
+say "$total runs: $ROUNDS round(s) × 3 modes × 2 client counts × 3 targets, ${DURATION} s each"
+
+# One pgbench run against one target; appends its record to $RUNS.
+run_case() {
+    local round=$1 position=$2 mode=$3 clients=$4 target=$5
+    local jobs=1 pid before after ticks= rc=0 log_prefix=
+    ((clients > 1)) && jobs=2
+    local name="r$round-$mode-c$clients-$target"
+    local args=(-S -n -M "$mode" -c "$clients" -j "$jobs" -T "$DURATION")
+    if ((clients == 1)); then
+        # Per-transaction log for latency percentiles; 1 client only, where the
+        # added latency is reported and the logging costs pgbench nothing that matters.
+        log_prefix="$WORK/lat-$name"
+        args+=(-l --log-prefix="$log_prefix")
+    fi
+    pid=$(target_pid "$target")
+    if [[ -n "$pid" ]]; then
+        kill -0 "$pid" 2>/dev/null || die "$target (pid $pid) is no longer running"
+        before=$(cpu_ticks "$pid")
+    fi
+    # shellcheck disable=SC2046
+    pgbench "${args[@]}" $(target_conn "$target") "$BENCH_DB" >"$WORK/$name.out" 2>&1 || rc=$?
+    if [[ -n "$pid" ]]; then
+        after=$(cpu_ticks "$pid")
+        ticks=$((after - before))
+    fi
+    python3 "$REPORT" record --runs "$RUNS" --output "$WORK/$name.out" --exit-code "$rc" \
+        --round "$round" --position "$position" --mode "$mode" --clients "$clients" \
+        --target "$target" --duration "$DURATION" --clk-tck "$CLK_TCK" \
+        ${ticks:+--cpu-ticks "$ticks"} ${log_prefix:+--log-prefix "$log_prefix"}
+    if [[ -n "$log_prefix" ]]; then rm -f "$log_prefix".*; fi
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+    # Rotate the targets' order each round so none always runs first (cold) or last.
+    order=()
+    for i in 0 1 2; do order+=("${TARGETS[$(((i + round - 1) % 3))]}"); done
+    say "round $round/$ROUNDS, order: ${order[*]}"
+    for mode in simple extended prepared; do
+        for clients in 1 10; do
+            for i in 0 1 2; do
+                run_case "$round" "$i" "$mode" "$clients" "${order[$i]}"
+            done
+        done
+    done
+done
+
+# --- report ----------------------------------------------------------------------------
+
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -z "$(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]] || commit+="+dirty"
+meta=$(
+    python3 - "$ROUNDS" "$DURATION" "$SCALE" "$QUICK" "$CLK_TCK" "$commit" \
+        "$(pgbench --version)" "$("$PGBOUNCER_BIN" --version | head -n 1)" \
+        "$(psql_direct -d postgres -tAc 'show server_version' | sed 's/ .*//')" "$(nproc)" <<'PY'
+import datetime, json, platform, sys
+a = sys.argv[1:]
+print(json.dumps({
+    "benchmark": "pgbench -S", "rounds": int(a[0]), "duration_s": int(a[1]),
+    "scale": int(a[2]), "quick": a[3] == "1", "clk_tck": int(a[4]), "vigil_commit": a[5],
+    "pgbench": a[6], "pgbouncer": a[7], "postgres": "PostgreSQL " + a[8], "nproc": int(a[9]),
+    "kernel": platform.release(),
+    "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+}))
+PY
+)
+echo
+status=0
+summarize_args=(--runs "$RUNS" --json "$OUT" --meta "$meta")
+[[ "$STRICT" == 1 ]] && summarize_args+=(--strict)
+python3 "$REPORT" summarize "${summarize_args[@]}" || status=$?
+echo
+echo "JSON: $OUT"
+exit "$status"

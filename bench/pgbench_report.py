@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""Records and summarises the runs of bench/pgbench.sh (standard library only).
+
+Two subcommands:
+
+  record    parse one pgbench run (its output and, at 1 client, its per-transaction
+            logs), append it as one JSON line to the runs file, print a progress line
+  summarize read the runs file, print the comparison table, write the JSON report
+
+Numbers are medians across rounds. Latency percentiles come from pgbench's
+per-transaction log (third column: elapsed time of the transaction in µs).
+"""
+
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import statistics
+import sys
+
+TARGETS = ("direct", "pgbouncer", "vigil")
+MODES = ("simple", "extended", "prepared")
+TARGET_RATIO = 0.95  # Vigil TPS >= 0.95 x PgBouncer TPS at TARGET_CLIENTS, every mode
+TARGET_CLIENTS = 10
+
+
+# --- record --------------------------------------------------------------------------
+
+
+def parse_pgbench_output(text):
+    """The numbers pgbench prints at the end of a run; None where absent."""
+
+    def number(pattern, cast=float):
+        m = re.search(pattern, text, re.MULTILINE)
+        return cast(m.group(1)) if m else None
+
+    return {
+        "tps": number(r"^tps = ([0-9.]+)"),
+        "transactions": number(r"^number of transactions actually processed: (\d+)", int),
+        "failed": number(r"^number of failed transactions: (\d+)", int),
+        "latency_avg_ms": number(r"^latency average = ([0-9.]+) ms"),
+    }
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def transaction_latencies(paths):
+    """Per-transaction latencies (µs) from pgbench -l files; skips failed/skipped ones."""
+    values = []
+    for path in paths:
+        with open(path, encoding="ascii", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[2].isdigit():
+                    values.append(int(fields[2]))
+    values.sort()
+    return values
+
+
+def cmd_record(args):
+    with open(args.output, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    run = {
+        "round": args.round,
+        "position": args.position,
+        "mode": args.mode,
+        "clients": args.clients,
+        "target": args.target,
+        "duration_s": args.duration,
+        "exit_code": args.exit_code,
+    }
+    run.update(parse_pgbench_output(text))
+
+    run["cpu_ticks"] = args.cpu_ticks
+    run["cpu_us_per_tx"] = None
+    if args.cpu_ticks is not None and run["transactions"]:
+        run["cpu_us_per_tx"] = args.cpu_ticks * 1e6 / args.clk_tck / run["transactions"]
+
+    run["lat_p50_us"] = run["lat_p99_us"] = None
+    run["lat_samples"] = 0
+    if args.log_prefix:
+        latencies = transaction_latencies(sorted(glob.glob(glob.escape(args.log_prefix) + ".*")))
+        run["lat_samples"] = len(latencies)
+        run["lat_p50_us"] = percentile(latencies, 50)
+        run["lat_p99_us"] = percentile(latencies, 99)
+
+    run["ok"] = args.exit_code == 0 and run["tps"] is not None and not run["failed"]
+    if not run["ok"]:
+        # Keep the tail of pgbench's complaint; it names the protocol error, if any.
+        run["error"] = "\n".join(text.strip().splitlines()[-5:])
+
+    with open(args.runs, "a", encoding="utf-8") as f:
+        f.write(json.dumps(run) + "\n")
+
+    detail = f"{run['tps']:10.1f} tps" if run["ok"] else "     ERROR"
+    if run["cpu_us_per_tx"] is not None:
+        detail += f"  cpu {run['cpu_us_per_tx']:6.1f} µs/tx"
+    if run["lat_p50_us"] is not None:
+        detail += f"  p50 {run['lat_p50_us'] / 1000:.3f} ms  p99 {run['lat_p99_us'] / 1000:.3f} ms"
+    print(
+        f"  round {args.round} {args.mode:<8} c={args.clients:<2} {args.target:<9} {detail}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if not run["ok"]:
+        print("    " + run["error"].replace("\n", "\n    "), file=sys.stderr, flush=True)
+    return 0
+
+
+# --- summarize -----------------------------------------------------------------------
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def diff(a, b):
+    return a - b if a is not None and b is not None else None
+
+
+def summarise(runs):
+    """Per (mode, clients): each target's medians and the comparisons between them."""
+    cases = []
+    client_counts = sorted({r["clients"] for r in runs})
+    for mode in MODES:
+        for clients in client_counts:
+            case_runs = [r for r in runs if r["mode"] == mode and r["clients"] == clients]
+            if not case_runs:
+                continue
+            per_target = {}
+            for target in TARGETS:
+                mine = sorted(
+                    (r for r in case_runs if r["target"] == target), key=lambda r: r["round"]
+                )
+                good = [r for r in mine if r["ok"]]
+                per_target[target] = {
+                    "rounds": len(mine),
+                    "errors": len(mine) - len(good),
+                    "tps_rounds": [r["tps"] if r["ok"] else None for r in mine],
+                    "tps": median([r["tps"] for r in good]),
+                    "cpu_us_per_tx": median([r["cpu_us_per_tx"] for r in good]),
+                    "lat_p50_us": median([r["lat_p50_us"] for r in good]),
+                    "lat_p99_us": median([r["lat_p99_us"] for r in good]),
+                }
+            d, b, v = (per_target[t] for t in TARGETS)
+            # Paired per-round ratios: the three targets of one round ran back to back,
+            # so these cancel slow drift in machine load; kept for the JSON reader.
+            paired = []
+            for i in range(min(len(b["tps_rounds"]), len(v["tps_rounds"]))):
+                paired.append(ratio(v["tps_rounds"][i], b["tps_rounds"][i]))
+            case = {
+                "mode": mode,
+                "clients": clients,
+                "targets": per_target,
+                "vigil_vs_direct": ratio(v["tps"], d["tps"]),
+                "vigil_vs_pgbouncer": ratio(v["tps"], b["tps"]),
+                "pgbouncer_vs_direct": ratio(b["tps"], d["tps"]),
+                "vigil_vs_pgbouncer_per_round": paired,
+                "added_latency_us": {
+                    t: {
+                        "p50": diff(per_target[t]["lat_p50_us"], d["lat_p50_us"]),
+                        "p99": diff(per_target[t]["lat_p99_us"], d["lat_p99_us"]),
+                    }
+                    for t in ("pgbouncer", "vigil")
+                },
+                "cpu_vigil_vs_pgbouncer": ratio(v["cpu_us_per_tx"], b["cpu_us_per_tx"]),
+            }
+            if clients == TARGET_CLIENTS:
+                r = case["vigil_vs_pgbouncer"]
+                case["target_pass"] = r is not None and r >= TARGET_RATIO and v["errors"] == 0
+            cases.append(case)
+    return cases
+
+
+def fmt(value, spec, missing="—"):
+    return missing if value is None else format(value, spec)
+
+
+def render(cases, meta, target):
+    out = []
+    out.append(
+        f"Vigil vs PgBouncer vs direct — pgbench -S (select-only), scale {meta['scale']}, "
+        f"{meta['rounds']} round(s) × {meta['duration_s']} s, medians across rounds"
+    )
+    out.append(
+        f"host: {meta['nproc']} cores, {meta['postgres']}; {meta['pgbouncer']}; "
+        f"vigil {meta['vigil_commit']}"
+    )
+    out.append("")
+    out.append("Throughput (TPS)")
+    header = (
+        f"{'mode':<9}{'clients':>7} {'direct':>10} {'pgbouncer':>10} {'vigil':>10}"
+        f" {'vigil/direct':>13} {'vigil/pgb':>10} {'pgb/direct':>11}   target"
+    )
+    out.append(header)
+    out.append("-" * len(header))
+    for c in cases:
+        t = c["targets"]
+        verdict = ""
+        if "target_pass" in c:
+            verdict = f"{'PASS' if c['target_pass'] else 'FAIL'} (≥{TARGET_RATIO:.2f}× pgb)"
+        errors = sum(t[x]["errors"] for x in TARGETS)
+        if errors:
+            verdict += f"  [{errors} failed run(s)]"
+        out.append(
+            f"{c['mode']:<9}{c['clients']:>7} {fmt(t['direct']['tps'], '10.0f'):>10}"
+            f" {fmt(t['pgbouncer']['tps'], '10.0f'):>10} {fmt(t['vigil']['tps'], '10.0f'):>10}"
+            f" {fmt(c['vigil_vs_direct'], '12.3f') + '×':>13}"
+            f" {fmt(c['vigil_vs_pgbouncer'], '9.3f') + '×':>10}"
+            f" {fmt(c['pgbouncer_vs_direct'], '10.3f') + '×':>11}   {verdict}"
+        )
+
+    lat_cases = [c for c in cases if c["targets"]["direct"]["lat_p50_us"] is not None]
+    if lat_cases:
+        out.append("")
+        out.append("Latency at 1 client (ms; added = minus direct)")
+        header = (
+            f"{'mode':<9} {'direct p50':>10} {'p99':>7}   {'pgb p50':>8} {'p99':>7}"
+            f" {'+p50':>7} {'+p99':>7}   {'vigil p50':>9} {'p99':>7} {'+p50':>7} {'+p99':>7}"
+        )
+        out.append(header)
+        out.append("-" * len(header))
+        ms = lambda us, spec="7.3f": fmt(None if us is None else us / 1000, spec)  # noqa: E731
+        for c in lat_cases:
+            t, a = c["targets"], c["added_latency_us"]
+            out.append(
+                f"{c['mode']:<9} {ms(t['direct']['lat_p50_us'], '10.3f'):>10}"
+                f" {ms(t['direct']['lat_p99_us']):>7}"
+                f"   {ms(t['pgbouncer']['lat_p50_us'], '8.3f'):>8} {ms(t['pgbouncer']['lat_p99_us']):>7}"
+                f" {ms(a['pgbouncer']['p50'], '+7.3f'):>7} {ms(a['pgbouncer']['p99'], '+7.3f'):>7}"
+                f"   {ms(t['vigil']['lat_p50_us'], '9.3f'):>9} {ms(t['vigil']['lat_p99_us']):>7}"
+                f" {ms(a['vigil']['p50'], '+7.3f'):>7} {ms(a['vigil']['p99'], '+7.3f'):>7}"
+            )
+
+    out.append("")
+    out.append("Proxy CPU per transaction (µs of user+system time, whole process)")
+    header = f"{'mode':<9}{'clients':>7} {'pgbouncer':>10} {'vigil':>10} {'vigil/pgb':>10}"
+    out.append(header)
+    out.append("-" * len(header))
+    for c in cases:
+        t = c["targets"]
+        out.append(
+            f"{c['mode']:<9}{c['clients']:>7} {fmt(t['pgbouncer']['cpu_us_per_tx'], '10.1f'):>10}"
+            f" {fmt(t['vigil']['cpu_us_per_tx'], '10.1f'):>10}"
+            f" {fmt(c['cpu_vigil_vs_pgbouncer'], '9.2f') + '×':>10}"
+        )
+
+    out.append("")
+    out.append(f"Target: {target['rule']}: {'PASS' if target['pass'] else 'FAIL'}")
+    for mode, r in target["per_mode"].items():
+        out.append(f"  {mode:<9} vigil/pgbouncer = {fmt(r['ratio'], '.3f')}  {'PASS' if r['pass'] else 'FAIL'}")
+    return "\n".join(out)
+
+
+def cmd_summarize(args):
+    with open(args.runs, encoding="utf-8") as f:
+        runs = [json.loads(line) for line in f if line.strip()]
+    if not runs:
+        print("no runs recorded", file=sys.stderr)
+        return 2
+    meta = json.loads(args.meta)
+    cases = summarise(runs)
+    per_mode = {
+        c["mode"]: {"ratio": c["vigil_vs_pgbouncer"], "pass": c["target_pass"]}
+        for c in cases
+        if "target_pass" in c
+    }
+    target = {
+        "rule": f"at {TARGET_CLIENTS} clients, Vigil TPS ≥ {TARGET_RATIO}× PgBouncer TPS in every mode",
+        "per_mode": per_mode,
+        "pass": bool(per_mode) and set(per_mode) == set(MODES) and all(r["pass"] for r in per_mode.values()),
+    }
+    report = {"meta": meta, "target": target, "cases": cases, "runs": runs}
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    print(render(cases, meta, target))
+    failed_runs = sum(1 for r in runs if not r["ok"])
+    if failed_runs:
+        return 3
+    return 1 if args.strict and not target["pass"] else 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rec = sub.add_parser("record", help="append one pgbench run to the runs file")
+    rec.add_argument("--runs", required=True)
+    rec.add_argument("--output", required=True, help="pgbench's captured stdout+stderr")
+    rec.add_argument("--exit-code", type=int, required=True)
+    rec.add_argument("--round", type=int, required=True)
+    rec.add_argument("--position", type=int, required=True, help="0-based slot of the target in this round")
+    rec.add_argument("--mode", choices=MODES, required=True)
+    rec.add_argument("--clients", type=int, required=True)
+    rec.add_argument("--target", choices=TARGETS, required=True)
+    rec.add_argument("--duration", type=int, required=True)
+    rec.add_argument("--cpu-ticks", type=int, help="utime+stime delta of the proxy, in clock ticks")
+    rec.add_argument("--clk-tck", type=int, default=100)
+    rec.add_argument("--log-prefix", help="pgbench --log-prefix of this run")
+    rec.set_defaults(func=cmd_record)
+
+    summ = sub.add_parser("summarize", help="print the table and write the JSON report")
+    summ.add_argument("--runs", required=True)
+    summ.add_argument("--json", required=True)
+    summ.add_argument("--meta", default="{}", help="JSON object of run settings")
+    summ.add_argument("--strict", action="store_true", help="exit 1 when the target fails")
+    summ.set_defaults(func=cmd_summarize)
+
+    args = parser.parse_args()
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
