@@ -44,6 +44,10 @@ pub struct Server {
     /// How long sessions may run on after SIGTERM before they are cancelled.
     #[serde(default = "defaults::drain_timeout_secs")]
     pub drain_timeout_secs: u64,
+    /// Threads serving sessions, each a single-threaded runtime; 0 means one
+    /// per CPU core.
+    #[serde(default)]
+    pub workers: usize,
     /// Present: clients may negotiate TLS. Absent: SSLRequest is answered 'N'.
     pub tls: Option<ServerTls>,
     #[serde(skip)]

@@ -19,5 +19,5 @@ mod upstream;
 
 pub use error::{SessionError, StartError};
 pub use identity::{AuthMethodUsed, Identity};
-pub use server::serve;
+pub use server::{serve, serve_on};
 pub use state::State;

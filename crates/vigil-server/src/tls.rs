@@ -14,6 +14,9 @@ use vigil_config::{ServerTls, UpstreamTls, UpstreamTlsMode};
 
 use crate::StartError;
 
+/// The ALPN protocol name PostgreSQL 17 clients send with TLS.
+pub(crate) const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -32,12 +35,14 @@ pub(crate) fn acceptor(files: &ServerTls) -> Result<TlsAcceptor, StartError> {
     let certs = read_certs(&files.cert_file)?;
     let key = PrivateKeyDer::from_pem_file(&files.key_file)
         .map_err(|e| StartError::tls(&files.key_file, e))?;
-    let config = rustls::ServerConfig::builder_with_provider(provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| StartError::tls(&files.cert_file, e))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| StartError::tls(&files.cert_file, e))?;
+    // Older clients send no ALPN and are served all the same.
+    config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -84,19 +84,72 @@ fn serve(path: &Path) -> anyhow::Result<()> {
 
     let config = load(path)?;
     let listen = config.server.listen_addr();
+    let worker_count = config.server.workers;
     let state = vigil_server::State::new(config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let workers = Workers::start(worker_count)?;
+    // The acceptor and signal handling get a small runtime of their own.
+    let main = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async move {
+    let served = main.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        tracing::info!(%listen, version = env!("CARGO_PKG_VERSION"), "vigil listening");
-        vigil_server::serve(listener, state, shutdown_signal()).await;
-        Ok(())
-    })
+        tracing::info!(%listen, workers = workers.handles.len(), version = env!("CARGO_PKG_VERSION"), "vigil listening");
+        vigil_server::serve_on(listener, state, shutdown_signal(), &workers.handles).await;
+        anyhow::Ok(())
+    });
+    workers.stop();
+    served
+}
+
+/// One single-threaded runtime per worker thread; sessions are spread over them.
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(count: usize) -> anyhow::Result<Workers> {
+        let count = match count {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut workers = Workers {
+            handles: Vec::new(),
+            stops: Vec::new(),
+            threads: Vec::new(),
+        };
+        for i in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a worker runtime")?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            workers.handles.push(runtime.handle().clone());
+            workers.stops.push(stop);
+            workers.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("vigil-worker-{i}"))
+                    .spawn(move || {
+                        runtime.block_on(async {
+                            let _ = stopped.await;
+                        })
+                    })
+                    .context("starting a worker thread")?,
+            );
+        }
+        Ok(workers)
+    }
+
+    fn stop(self) {
+        drop(self.stops);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -15,6 +15,8 @@ use crate::SessionError;
 /// authenticating.
 const MAX_AUTH_MESSAGE: usize = 16 * 1024;
 
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 pub(crate) struct ClientConn {
     pub(crate) stream: Stream,
     pub(crate) inbuf: BytesMut,
@@ -63,8 +65,28 @@ impl ClientConn {
         }
     }
 
-    /// Answers an SSLRequest with 'S' and runs the TLS handshake.
-    pub(crate) async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> Result<(), SessionError> {
+    /// True when the client opened with a TLS handshake record rather than a
+    /// startup packet (PostgreSQL 17's `sslnegotiation=direct`). A startup
+    /// packet's first byte is the top of its length, always 0.
+    pub(crate) async fn opens_with_tls(&mut self) -> Result<bool, SessionError> {
+        let Stream::Tcp(tcp) = &self.stream else {
+            return Ok(false);
+        };
+        let mut first = [0u8; 1];
+        match tcp.peek(&mut first).await {
+            Ok(0) => Err(SessionError::ClientGone),
+            Ok(_) => Ok(first[0] == TLS_HANDSHAKE_RECORD),
+            Err(e) => Err(SessionError::ClientIo(e)),
+        }
+    }
+
+    /// Runs the TLS handshake: after answering an SSLRequest with 'S', or at
+    /// once when the client opened with TLS (`direct`).
+    pub(crate) async fn start_tls(
+        &mut self,
+        acceptor: &TlsAcceptor,
+        direct: bool,
+    ) -> Result<(), SessionError> {
         // Bytes sent after the request but before the handshake would be
         // read as if they were encrypted (CVE-2021-23214).
         if !self.inbuf.is_empty() {
@@ -79,11 +101,21 @@ impl ClientConn {
             }
             .into());
         };
-        tcp.write_all(b"S").await.map_err(SessionError::ClientIo)?;
+        if !direct {
+            tcp.write_all(b"S").await.map_err(SessionError::ClientIo)?;
+        }
         let tls = acceptor
             .accept(tcp)
             .await
             .map_err(SessionError::ClientTls)?;
+        // As PostgreSQL: direct TLS must name the protocol, so a connection
+        // meant for another TLS service cannot be replayed here.
+        if direct && tls.get_ref().1.alpn_protocol() != Some(crate::tls::ALPN_POSTGRESQL) {
+            return Err(WireError::Malformed {
+                what: "direct TLS connection without ALPN \"postgresql\"",
+            }
+            .into());
+        }
         self.stream = Stream::ServerTls(Box::new(tls));
         Ok(())
     }

@@ -27,8 +27,11 @@ use relay::{End, Relay};
 const FINAL_WRITE: Duration = Duration::from_secs(2);
 
 /// Serves one accepted connection until it ends. Never panics on client input.
+///
+/// The socket arrives as a std stream and is registered here, so its I/O is
+/// driven by the runtime the session runs on.
 pub(crate) async fn run(
-    socket: TcpStream,
+    socket: std::net::TcpStream,
     client_addr: SocketAddr,
     state: Arc<State>,
     phase: watch::Receiver<Phase>,
@@ -42,6 +45,10 @@ pub(crate) async fn run(
         database = tracing::field::Empty,
     );
     async move {
+        let socket = match TcpStream::from_std(socket) {
+            Ok(socket) => socket,
+            Err(error) => return warn!(%error, "cannot register client socket"),
+        };
         let _ = socket.set_nodelay(true);
         let mut conn = ClientConn::new(Stream::Tcp(socket));
         // Startup may swap the plain stream for TLS, so it owns the connection
@@ -88,12 +95,18 @@ async fn establish(
     let snapshot = state.snapshot();
     let config = &snapshot.config;
     let mut encryption_negotiated = false;
+    if let Some(acceptor) = &snapshot.acceptor {
+        if conn.opens_with_tls().await? {
+            conn.start_tls(acceptor, true).await?;
+            encryption_negotiated = true;
+        }
+    }
     let (minor, params) = loop {
         match conn.read_startup().await? {
             StartupPacket::SslRequest if !encryption_negotiated => {
                 encryption_negotiated = true;
                 match &snapshot.acceptor {
-                    Some(acceptor) => conn.start_tls(acceptor).await?,
+                    Some(acceptor) => conn.start_tls(acceptor, false).await?,
                     None => conn.write_now(b"N").await?,
                 }
             }
@@ -201,14 +214,14 @@ async fn relay(conn: ClientConn, established: Established, mut phase: watch::Rec
                 // The server would run the statement to completion otherwise.
                 let _ = cancel::send(&cancel_target).await;
             }
-            SessionError::ShuttingDown.report(&mut relay.to_client);
+            relay.tell_client(&SessionError::ShuttingDown);
             relay.finish_client(FINAL_WRITE).await;
             backend::terminate(&mut relay.to_upstream);
             relay.finish_upstream(FINAL_WRITE).await;
         }
         Ok(End::Violation(violation)) => {
             warn!(%violation, "closing session after protocol violation");
-            SessionError::Protocol(violation.clone()).report(&mut relay.to_client);
+            relay.tell_client(&SessionError::Protocol(violation.clone()));
             relay.finish_client(FINAL_WRITE).await;
             backend::terminate(&mut relay.to_upstream);
             relay.finish_upstream(FINAL_WRITE).await;

@@ -23,6 +23,7 @@ use vigil_wire::{FrameReader, Next, TagSet, WireError};
 
 use crate::shutdown::Phase;
 use crate::stream::Stream;
+use crate::SessionError;
 
 /// Stop reading from one side while this much waits to be written to the other.
 const HIGH_WATER: usize = 256 * 1024;
@@ -281,6 +282,14 @@ impl Relay {
             .extend_from_slice(&self.from_upstream[..offset]);
         self.from_upstream.advance(offset);
         result
+    }
+
+    /// Queues Vigil's own last word to the client, unless the client is in the
+    /// middle of a streamed server message, where it would read as garbage.
+    pub(crate) fn tell_client(&mut self, error: &SessionError) {
+        if !self.upstream_frames.mid_frame() {
+            error.report(&mut self.to_client);
+        }
     }
 
     /// Writes what is queued for the client, within `deadline`.

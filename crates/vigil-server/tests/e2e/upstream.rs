@@ -552,6 +552,50 @@ fn clients_can_verify_vigils_certificate() {
     assert_eq!(stdout(&out).trim(), "1");
 }
 
+/// PostgreSQL 17's `sslnegotiation=direct` opens with TLS at once; psycopg's
+/// bundled libpq (18) speaks it, psql 15 does not.
+#[test]
+fn direct_tls_negotiation_works_and_needs_alpn() {
+    let db = TestDb::create("client_direct_tls");
+    let certs = TempDir::new("client-direct-tls");
+    let proxy = Proxy::start(&config_toml(&db.name, &server_tls(&certs), ""));
+    let ca = certs.0.join("ca.pem");
+    let script = r#"
+import sys, psycopg
+with psycopg.connect(sys.argv[1]) as conn:
+    print(conn.pgconn.ssl_in_use, conn.execute("SELECT 41 + 1").fetchone()[0])
+"#;
+    let conninfo = format!(
+        "{} password={ALICE_PASSWORD} host=localhost hostaddr=127.0.0.1 sslmode=verify-full sslnegotiation=direct sslrootcert={}",
+        proxy.conninfo("alice"),
+        ca.display()
+    );
+    let out = Command::new("python3")
+        .args(["-c", script, &conninfo])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "True 42");
+
+    // A TLS client that does not say it speaks PostgreSQL is turned away.
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", proxy.port),
+            "-alpn",
+            "http/1.1",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !stdout(&out).contains("ALPN protocol: http/1.1"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 #[test]
 fn without_server_tls_require_fails_and_prefer_falls_back() {
     let db = TestDb::create("client_no_tls");

@@ -1,0 +1,167 @@
+//! The `vigil` binary as a user runs it: `check`, `passwd`, and `serve` with
+//! its worker runtimes, answering psql and stopping cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+
+fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn scratch(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_the_quickstart_and_names_what_is_wrong_elsewhere() {
+    let out = Command::new(VIGIL)
+        .args(["check", "--config"])
+        .arg(repo_file("examples/quickstart.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 databases, 2 identities)"));
+
+    let bad = scratch(
+        "bad.toml",
+        "[server]\nlisten = \"127.0.0.1:6432\"\n[[databases]]\nname = \"d\"\nupstream = \"x:1\"\n\
+         database = \"d\"\nuser = \"u\"\npassword_env = \"VIGIL_CLI_TEST_UNSET\"\n",
+    );
+    let out = Command::new(VIGIL)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml: databases[0].password_env: environment variable VIGIL_CLI_TEST_UNSET is not set"),
+        "{err}"
+    );
+
+    let typo = scratch(
+        "typo.toml",
+        "[server]\nlisten = \"127.0.0.1:6432\"\nlisen = 1\n",
+    );
+    let out = Command::new(VIGIL)
+        .args(["check", "--config"])
+        .arg(&typo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("typo.toml:3:1: unknown field `lisen`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn passwd_prints_a_verifier_that_config_accepts() {
+    let mut child = Command::new(VIGIL)
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let verifier = String::from_utf8(out.stdout).unwrap();
+    let verifier = verifier.trim();
+    assert!(verifier.starts_with("SCRAM-SHA-256$4096:"), "{verifier}");
+    let parsed: vigil_auth::Verifier = verifier.parse().unwrap();
+    assert!(parsed.verify_password("s3cret"));
+}
+
+#[test]
+fn serve_answers_psql_and_stops_on_sigterm() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let quickstart = std::fs::read_to_string(repo_file("examples/quickstart.toml")).unwrap();
+    let config = scratch(
+        "serve.toml",
+        &quickstart.replace("127.0.0.1:6432", &format!("127.0.0.1:{port}")),
+    );
+    let mut child = Command::new(VIGIL)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("vigil says it is listening");
+        if line.contains("vigil listening") {
+            break;
+        }
+    }
+
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-At",
+            &format!("host=127.0.0.1 port={port} dbname=demo user=alice"),
+            "-c",
+            "SELECT 6 * 7",
+        ])
+        .env("PGPASSWORD", "alice-demo")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "42",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "vigil did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert!(
+        rest.iter().any(|l| l.contains("shutdown complete")),
+        "{rest:?}"
+    );
+}
