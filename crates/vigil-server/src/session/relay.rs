@@ -292,29 +292,27 @@ impl Relay {
         }
     }
 
-    /// Writes what is queued for the client, within `deadline`.
+    /// Writes what is queued for the client, then closes it, within `deadline`.
     pub(crate) async fn finish_client(&mut self, deadline: std::time::Duration) {
-        let _ = tokio::time::timeout(deadline, async {
-            use tokio::io::AsyncWriteExt;
-            let _ = self.client.write_all(&self.to_client).await;
-            let _ = self.client.flush().await;
-            let _ = self.client.shutdown().await;
-        })
-        .await;
-        self.to_client.clear();
+        write_and_close(&mut self.client, &mut self.to_client, deadline).await;
     }
 
     /// Writes what is queued for the server, then closes it, within `deadline`.
     pub(crate) async fn finish_upstream(&mut self, deadline: std::time::Duration) {
-        let _ = tokio::time::timeout(deadline, async {
-            use tokio::io::AsyncWriteExt;
-            let _ = self.upstream.write_all(&self.to_upstream).await;
-            let _ = self.upstream.flush().await;
-            let _ = self.upstream.shutdown().await;
-        })
-        .await;
-        self.to_upstream.clear();
+        write_and_close(&mut self.upstream, &mut self.to_upstream, deadline).await;
     }
+}
+
+/// Best effort: a peer that stopped reading gets `deadline`, not forever.
+async fn write_and_close(stream: &mut Stream, out: &mut BytesMut, deadline: std::time::Duration) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(deadline, async {
+        let _ = stream.write_all(out).await;
+        let _ = stream.flush().await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+    out.clear();
 }
 
 fn reserve(buf: &mut BytesMut) {

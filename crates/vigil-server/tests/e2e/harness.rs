@@ -206,9 +206,15 @@ impl Proxy {
     }
 
     pub fn psql(&self, user: &str, password: &str, args: &[&str]) -> Output {
+        self.psql_with(user, password, "", args)
+    }
+
+    /// psql with more connection settings, e.g. `sslmode=require` or
+    /// `options='-c role=x'`.
+    pub fn psql_with(&self, user: &str, password: &str, settings: &str, args: &[&str]) -> Output {
         Command::new("psql")
             .arg("-X")
-            .arg(self.conninfo(user))
+            .arg(format!("{} {settings}", self.conninfo(user)))
             .args(args)
             .env("PGPASSWORD", password)
             .env("PGCONNECT_TIMEOUT", "10")

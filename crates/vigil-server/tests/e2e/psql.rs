@@ -128,16 +128,7 @@ fn refusals_are_clear_fatal_errors() {
     let out = proxy.psql("mallory", "anything", &["-c", "select 1"]);
     assert!(stderr(&out).contains("password authentication failed for user \"mallory\""));
 
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            &format!("host=127.0.0.1 port={} dbname=nope user=alice", proxy.port),
-            "-c",
-            "select 1",
-        ])
-        .env("PGPASSWORD", ALICE_PASSWORD)
-        .output()
-        .unwrap();
+    let out = proxy.psql_with("alice", ALICE_PASSWORD, "dbname=nope", &["-c", "select 1"]);
     assert!(
         stderr(&out).contains("FATAL:  database \"nope\" does not exist"),
         "{}",
@@ -145,32 +136,24 @@ fn refusals_are_clear_fatal_errors() {
     );
 
     // Identity and privileges come from authentication, never from startup settings.
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            &format!("{} options='-c role=postgres'", proxy.conninfo("alice")),
-            "-c",
-            "select 1",
-        ])
-        .env("PGPASSWORD", ALICE_PASSWORD)
-        .output()
-        .unwrap();
+    let out = proxy.psql_with(
+        "alice",
+        ALICE_PASSWORD,
+        "options='-c role=postgres'",
+        &["-c", "select 1"],
+    );
     assert!(
         stderr(&out).contains("FATAL:  startup parameter \"role\" is not allowed through Vigil"),
         "{}",
         stderr(&out)
     );
 
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            &format!("{} replication=database", proxy.conninfo("alice")),
-            "-c",
-            "IDENTIFY_SYSTEM",
-        ])
-        .env("PGPASSWORD", ALICE_PASSWORD)
-        .output()
-        .unwrap();
+    let out = proxy.psql_with(
+        "alice",
+        ALICE_PASSWORD,
+        "replication=database",
+        &["-c", "IDENTIFY_SYSTEM"],
+    );
     assert!(
         stderr(&out).contains("replication connections are not supported through Vigil"),
         "{}",
@@ -178,20 +161,12 @@ fn refusals_are_clear_fatal_errors() {
     );
 
     // Allowed settings do reach the upstream session.
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-At",
-            &format!(
-                "{} options='-c statement_timeout=4321'",
-                proxy.conninfo("alice")
-            ),
-            "-c",
-            "show statement_timeout",
-        ])
-        .env("PGPASSWORD", ALICE_PASSWORD)
-        .output()
-        .unwrap();
+    let out = proxy.psql_with(
+        "alice",
+        ALICE_PASSWORD,
+        "options='-c statement_timeout=4321'",
+        &["-At", "-c", "show statement_timeout"],
+    );
     assert_eq!(stdout(&out).trim(), "4321ms", "{}", stderr(&out));
 }
 

@@ -512,18 +512,10 @@ async fn a_wrong_service_password_fails_without_showing_it() {
 }
 
 /// psql to Vigil's `demo` as alice; `settings` go into the connection string.
+/// psql as alice, by name so `sslmode=verify-full` can check `localhost`.
 fn psql(proxy: &Proxy, settings: &str, args: &[&str]) -> Output {
-    Command::new("psql")
-        .arg("-X")
-        .arg(format!(
-            "host=localhost hostaddr=127.0.0.1 port={} dbname=demo user=alice {settings}",
-            proxy.port
-        ))
-        .args(args)
-        .env("PGPASSWORD", ALICE_PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .output()
-        .expect("psql runs")
+    let settings = format!("host=localhost hostaddr=127.0.0.1 {settings}");
+    proxy.psql_with("alice", ALICE_PASSWORD, &settings, args)
 }
 
 fn server_tls(certs: &TempDir) -> String {
