@@ -2,6 +2,7 @@
 //! startup, authentication, the upstream connection, then the relay.
 
 pub(crate) mod client;
+mod owed;
 mod relay;
 mod startup;
 
@@ -202,10 +203,10 @@ async fn relay(conn: ClientConn, established: Established, mut phase: watch::Rec
     );
     let end = relay.run(&mut phase).await;
     match &end {
-        Ok(End::ClientTerminated) | Ok(End::ClientGone) => {
-            if !matches!(end, Ok(End::ClientTerminated)) {
-                backend::terminate(&mut relay.to_upstream);
-            }
+        Ok(End::ClientTerminated) => relay.finish_upstream(FINAL_WRITE).await,
+        Ok(End::ClientGone) => {
+            relay.finish_client(FINAL_WRITE).await;
+            backend::terminate(&mut relay.to_upstream);
             relay.finish_upstream(FINAL_WRITE).await;
         }
         Ok(End::UpstreamGone) => relay.finish_client(FINAL_WRITE).await,

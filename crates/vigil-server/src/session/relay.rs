@@ -21,6 +21,7 @@ use vigil_wire::frame::FRONTEND_TAGS;
 use vigil_wire::tags::{backend as b, frontend as f};
 use vigil_wire::{FrameReader, Next, TagSet, WireError};
 
+use super::owed::Owed;
 use crate::shutdown::Phase;
 use crate::stream::Stream;
 use crate::SessionError;
@@ -67,10 +68,10 @@ pub(crate) struct Relay {
     upstream_frames: FrameReader,
     client_unflushed: bool,
     upstream_unflushed: bool,
-    /// Requests sent upstream that each end in a ReadyForQuery not yet seen.
-    awaiting_ready: u32,
-    /// Extended-protocol messages sent since the last Sync.
-    unsynced: bool,
+    /// What the server still owes for what the client sent.
+    owed: Owed,
+    /// The client closed its sending side; it may still be reading answers.
+    client_eof: bool,
     /// Transaction status from the last ReadyForQuery: I, T or E.
     pub(crate) status: u8,
     terminated: bool,
@@ -107,8 +108,8 @@ impl Relay {
                 .streaming(BACKEND_STREAMED, STREAM_ABOVE),
             client_unflushed: false,
             upstream_unflushed: false,
-            awaiting_ready: 0,
-            unsynced: false,
+            owed: Owed::default(),
+            client_eof: false,
             status,
             terminated: false,
             stats: Stats::default(),
@@ -117,8 +118,7 @@ impl Relay {
 
     /// At a point where the session could end without losing anything.
     fn idle(&self) -> bool {
-        self.awaiting_ready == 0
-            && !self.unsynced
+        self.owed.settled()
             && self.status == b'I'
             && self.from_client.is_empty()
             && !self.client_frames.mid_frame()
@@ -128,12 +128,19 @@ impl Relay {
     /// Relays until the session ends. `phase` turns to draining or
     /// cancelling when the server shuts down.
     pub(crate) async fn run(&mut self, phase: &mut watch::Receiver<Phase>) -> io::Result<End> {
+        // Bytes that came with the last startup message (a pipelining client,
+        // or a server message after ReadyForQuery) are relayed before waiting.
+        if let Err(violation) = self.forward_client_frames() {
+            return Ok(End::Violation(violation));
+        }
+        self.forward_upstream_frames()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let mut draining = false;
         loop {
             tokio::select! {
                 biased;
                 end = poll_fn(|cx| self.poll_relay(cx, draining)) => return end,
-                changed = phase.changed(), if !draining || *phase.borrow() != Phase::Cancelling => {
+                changed = phase.changed() => {
                     let now = if changed.is_ok() { *phase.borrow_and_update() } else { Phase::Cancelling };
                     match now {
                         Phase::Running => {}
@@ -165,12 +172,20 @@ impl Relay {
                 return Poll::Ready(Ok(End::ClientTerminated));
             }
 
-            if !self.terminated && self.to_upstream.len() < HIGH_WATER {
+            // A client that half-closed still gets the answers on their way,
+            // as PostgreSQL gives them; then the session ends.
+            if self.client_eof && !self.owed.answer_coming() && self.to_client.is_empty() {
+                return Poll::Ready(Ok(End::ClientGone));
+            }
+
+            if !self.terminated && !self.client_eof && self.to_upstream.len() < HIGH_WATER {
                 reserve(&mut self.from_client);
                 match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.from_client) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                        return Poll::Ready(Ok(End::ClientGone))
+                    Poll::Ready(Ok(0)) => {
+                        self.client_eof = true;
+                        progress = true;
                     }
+                    Poll::Ready(Err(_)) => return Poll::Ready(Ok(End::ClientGone)),
                     Poll::Ready(Ok(n)) => {
                         self.stats.bytes_in += n as u64;
                         progress = true;
@@ -217,26 +232,13 @@ impl Relay {
             match self.client_frames.next(&self.from_client[offset..]) {
                 Ok(Next::Frame { tag, len }) => {
                     offset += len;
-                    match tag {
-                        f::QUERY | f::FUNCTION_CALL => {
-                            self.awaiting_ready += 1;
-                            self.stats.queries += 1;
-                        }
-                        f::SYNC => {
-                            self.awaiting_ready += 1;
-                            self.unsynced = false;
-                        }
-                        f::PARSE | f::BIND | f::DESCRIBE | f::EXECUTE | f::CLOSE | f::FLUSH => {
-                            if tag == f::EXECUTE {
-                                self.stats.queries += 1;
-                            }
-                            self.unsynced = true;
-                        }
-                        f::TERMINATE => {
-                            self.terminated = true;
-                            break Ok(());
-                        }
-                        _ => {}
+                    self.owed.client_sent(tag);
+                    if matches!(tag, f::QUERY | f::FUNCTION_CALL | f::EXECUTE) {
+                        self.stats.queries += 1;
+                    }
+                    if tag == f::TERMINATE {
+                        self.terminated = true;
+                        break Ok(());
                     }
                 }
                 Ok(Next::Chunk { len, .. }) => offset += len,
@@ -262,9 +264,9 @@ impl Relay {
         let result = loop {
             match self.upstream_frames.next(&self.from_upstream[offset..]) {
                 Ok(Next::Frame { tag, len }) => {
+                    self.owed.server_sent(tag);
                     if tag == b::READY_FOR_QUERY && len == 6 {
                         self.status = self.from_upstream[offset + 5];
-                        self.awaiting_ready = self.awaiting_ready.saturating_sub(1);
                     }
                     offset += len;
                 }

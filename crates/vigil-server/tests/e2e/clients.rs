@@ -245,3 +245,36 @@ fn pgbench_runs_every_query_mode_without_failures() {
         );
     }
 }
+
+#[test]
+fn a_query_sent_along_with_the_login_is_answered() {
+    let db = TestDb::create("raw_pipelined_login");
+    let proxy = Proxy::start(&config_toml(&db.name, "", ""));
+    let mut query = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::query("SELECT 'early bird'", &mut query).unwrap();
+    let mut raw = RawClient::login_pipelined(proxy.port, "alice", ALICE_PASSWORD, &query);
+    let reply = raw.read_until_ready();
+    let row = reply
+        .iter()
+        .find(|(tag, _)| *tag == b'D')
+        .expect("the pipelined query's row");
+    assert!(String::from_utf8_lossy(&row.1).ends_with("early bird"));
+}
+
+#[test]
+fn a_half_closed_client_still_gets_its_answer() {
+    let db = TestDb::create("raw_half_close");
+    let proxy = Proxy::start(&config_toml(&db.name, "", ""));
+    let mut raw = RawClient::login(proxy.port, "alice", ALICE_PASSWORD);
+    let mut query = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::query("SELECT pg_sleep(0.2), 42", &mut query).unwrap();
+    raw.send(&query).unwrap();
+    raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let messages = raw.read_to_close();
+    let tags: Vec<char> = messages.iter().map(|(tag, _)| *tag as char).collect();
+    assert_eq!(
+        tags,
+        ['T', 'D', 'C', 'Z'],
+        "as PostgreSQL answers a half-closed client"
+    );
+}

@@ -340,6 +340,12 @@ pub struct RawClient {
 impl RawClient {
     /// Logs in through the proxy with SCRAM, reading up to ReadyForQuery.
     pub fn login(port: u16, user: &str, password: &str) -> RawClient {
+        RawClient::login_pipelined(port, user, password, &[])
+    }
+
+    /// Logs in, sending `pipelined` in the same write as the last SCRAM
+    /// message, as a client may before it has seen ReadyForQuery.
+    pub fn login_pipelined(port: u16, user: &str, password: &str, pipelined: &[u8]) -> RawClient {
         use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
         use postgres_protocol::message::frontend;
         use std::io::Write;
@@ -372,6 +378,7 @@ impl RawClient {
                     let client = scram.as_mut().unwrap();
                     client.update(&body[4..]).unwrap();
                     frontend::sasl_response(client.message(), &mut out).unwrap();
+                    out.extend_from_slice(pipelined);
                 }
                 (b'R', Some(12)) => scram.as_mut().unwrap().finish(&body[4..]).unwrap(),
                 (b'R', Some(0)) | (b'S', _) => {}

@@ -90,3 +90,43 @@ async fn past_the_deadline_running_statements_are_cancelled() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_idle_after_copy_or_errors_drain_at_once() {
+    use futures_util::SinkExt;
+    let db = TestDb::create("shutdown_copy");
+    let proxy = Proxy::start(&config_toml(&db.name, "drain_timeout_secs = 30", ""));
+    // COPY through the extended protocol sends a Sync the server ignores.
+    let copier = proxy.connect("alice", ALICE_PASSWORD).await;
+    copier
+        .batch_execute("CREATE TABLE t (v int)")
+        .await
+        .unwrap();
+    let sink = copier
+        .copy_in::<_, bytes::Bytes>("COPY t FROM STDIN")
+        .await
+        .unwrap();
+    let mut sink = std::pin::pin!(sink);
+    sink.send(bytes::Bytes::from_static(b"1\n2\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 2);
+    // An error inside an extended batch makes the server skip to Sync.
+    let failer = proxy.connect("alice", ALICE_PASSWORD).await;
+    assert!(failer.prepare("SELEC nonsense").await.is_err());
+    failer.simple_query("SELECT 1").await.unwrap();
+
+    let started = Instant::now();
+    let stopper = std::thread::spawn(move || proxy.shutdown());
+    wait_until(
+        || copier.is_closed() && failer.is_closed(),
+        "idle sessions to close",
+    )
+    .await;
+    stopper.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
