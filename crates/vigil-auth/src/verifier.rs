@@ -151,6 +151,13 @@ impl Verifier {
         keys::ct_eq(&stored, &self.stored_key) & keys::ct_eq(&server, &self.server_key)
     }
 
+    /// [`Verifier::mock`] with the iteration count real users have, so the
+    /// count in server-first does not give an unknown user away.
+    pub fn with_iterations(mut self, iterations: u32) -> Verifier {
+        self.iterations = iterations.clamp(1, MAX_ITERATIONS);
+        self
+    }
+
     /// The PBKDF2 iteration count.
     pub fn iterations(&self) -> u32 {
         self.iterations

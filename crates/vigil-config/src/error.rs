@@ -67,7 +67,13 @@ impl ConfigError {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = before[line_start..].chars().count() + 1;
-        let line_text = text[line_start..].lines().next().unwrap_or("").to_owned();
+        let line_text = text[line_start..].lines().next().unwrap_or("");
+        // The offending line may hold a secret (a mistyped password key, an
+        // unquoted value): show its key, never its value.
+        let line_text = match line_text.split_once('=') {
+            Some((key, _)) => format!("{} = …", key.trim_end()),
+            None => line_text.to_owned(),
+        };
         ConfigError::Parse {
             file: file.to_owned(),
             line,

@@ -48,6 +48,9 @@ pub struct Server {
     /// per CPU core.
     #[serde(default)]
     pub workers: usize,
+    /// Client connections served at once; more are refused with 53300.
+    #[serde(default = "defaults::max_client_connections")]
+    pub max_client_connections: usize,
     /// Present: clients may negotiate TLS. Absent: SSLRequest is answered 'N'.
     pub tls: Option<ServerTls>,
     #[serde(skip)]
@@ -66,6 +69,9 @@ impl Server {
 pub struct ServerTls {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// Refuse clients that do not encrypt (PostgreSQL's `hostssl`).
+    #[serde(default)]
+    pub require: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -129,9 +135,23 @@ pub struct Database {
     pub tls: UpstreamTls,
     #[serde(default = "defaults::connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// The upstream authentication methods Vigil will answer, as written.
+    /// Like libpq's `require_auth`: a server at the upstream address cannot
+    /// talk Vigil into a weaker method than the operator chose.
+    #[serde(default, rename = "auth_methods")]
+    pub auth_methods_text: Option<Vec<String>>,
+    /// Lets `md5` or `password` go to a server whose certificate is not
+    /// verified, where an impostor could collect the password.
+    #[serde(default)]
+    pub allow_insecure_auth: bool,
     /// The resolved service password, if one is configured.
     #[serde(skip)]
     pub password: Option<Secret>,
+    /// The checked `auth_methods` (each one of "scram-sha-256", "md5",
+    /// "password", "trust"), or the default: `scram-sha-256` with a password
+    /// configured, `trust` without.
+    #[serde(skip)]
+    pub auth_methods: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -199,6 +219,9 @@ mod defaults {
     }
     pub fn drain_timeout_secs() -> u64 {
         30
+    }
+    pub fn max_client_connections() -> usize {
+        1_000
     }
     pub fn auth_method() -> AuthMethod {
         AuthMethod::ScramSha256

@@ -122,6 +122,76 @@ pub(crate) fn validate(config: &mut Config, base: &Path) -> Vec<Problem> {
                 );
             }
         }
+
+        // Whoever answers at the upstream address picks the method, so the
+        // operator's list is all Vigil will answer (libpq's `require_auth`).
+        // Whether a password is configured, not whether it could be read:
+        // an unreadable one is reported above and should not cascade.
+        let has_password = db.password_env.is_some() || db.password_file.is_some();
+        let default = if has_password {
+            "scram-sha-256"
+        } else {
+            "trust"
+        };
+        let written = match &db.auth_methods_text {
+            Some(list) => list.clone(),
+            None => vec![default.to_owned()],
+        };
+        if written.is_empty() {
+            problem(
+                key("auth_methods"),
+                "must list at least one method; the choices are \
+                 \"scram-sha-256\", \"md5\", \"password\" and \"trust\""
+                    .into(),
+            );
+        }
+        let unverified = match db.tls.mode {
+            UpstreamTlsMode::VerifyFull => None,
+            UpstreamTlsMode::Require => Some("require"),
+            UpstreamTlsMode::Disable => Some("disable"),
+        };
+        db.auth_methods.clear();
+        for method in written {
+            let gives_away = match method.as_str() {
+                "scram-sha-256" | "trust" => None,
+                "md5" => Some(("a hash of the service password", "crack it offline")),
+                "password" => Some(("the service password itself", "read it")),
+                _ => {
+                    problem(
+                        key("auth_methods"),
+                        format!(
+                            "{method:?} is not an upstream authentication method; \
+                             the choices are \"scram-sha-256\", \"md5\", \"password\" and \"trust\""
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if method != "trust" && !has_password {
+                problem(
+                    key("auth_methods"),
+                    format!(
+                        "{method:?} needs a service password; set password_env or password_file"
+                    ),
+                );
+            }
+            if let (Some((what, then)), Some(mode), false) =
+                (gives_away, unverified, db.allow_insecure_auth)
+            {
+                problem(
+                    key("auth_methods"),
+                    format!(
+                        "{method:?} would send {what} to a server whose identity is not \
+                         checked (tls.mode = {mode:?}), and an impostor at the upstream address \
+                         could {then}; use tls.mode = \"verify-full\", or \"scram-sha-256\", \
+                         or set allow_insecure_auth = true to accept the risk"
+                    ),
+                );
+            }
+            if !db.auth_methods.contains(&method) {
+                db.auth_methods.push(method);
+            }
+        }
     }
 
     let mut identities = HashSet::new();
@@ -219,6 +289,134 @@ mod tests {
             assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
         }
         assert!(!err.contains("identities[1]"), "{err}");
+    }
+
+    /// A `[[databases]]` entry whose password comes from a variable this
+    /// test process sets, plus `more` keys.
+    fn database(password: bool, more: &str) -> String {
+        const VAR: &str = "VIGIL_TEST_VALIDATE_SERVICE_PASSWORD";
+        std::env::set_var(VAR, "svc-Secret-1f3a");
+        let password = if password {
+            format!("password_env = '{VAR}'\n")
+        } else {
+            String::new()
+        };
+        minimal(&format!(
+            "[[databases]]\nname='d'\nupstream='127.0.0.1:5432'\ndatabase='x'\nuser='u'\n{password}{more}"
+        ))
+    }
+
+    #[test]
+    fn auth_methods_default_to_scram_with_a_password_and_trust_without() {
+        let config = load(&database(true, "")).unwrap();
+        assert_eq!(config.databases[0].auth_methods, ["scram-sha-256"]);
+        let config = load(&database(false, "")).unwrap();
+        assert_eq!(config.databases[0].auth_methods, ["trust"]);
+    }
+
+    #[test]
+    fn auth_methods_keep_what_was_written_once_each() {
+        let config = load(&database(
+            true,
+            "auth_methods = ['scram-sha-256', 'trust', 'scram-sha-256']\n",
+        ))
+        .unwrap();
+        assert_eq!(config.databases[0].auth_methods, ["scram-sha-256", "trust"]);
+    }
+
+    fn auth_problem(text: &str) -> String {
+        let err = load(text).unwrap_err().to_string();
+        assert!(!err.contains("svc-Secret-1f3a"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    }
+
+    #[test]
+    fn unknown_and_missing_auth_methods_are_refused() {
+        let err = auth_problem(&database(true, "auth_methods = ['scram-sha-256', 'gss']\n"));
+        assert!(
+            err.contains(
+                "databases[0].auth_methods: \"gss\" is not an upstream authentication method"
+            ),
+            "{err}"
+        );
+        let err = auth_problem(&database(true, "auth_methods = []\n"));
+        assert!(
+            err.contains("databases[0].auth_methods: must list at least one method"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn password_methods_need_a_password() {
+        for method in ["scram-sha-256", "md5", "password"] {
+            let err = auth_problem(&database(
+                false,
+                &format!("auth_methods = ['{method}']\nallow_insecure_auth = true\n"),
+            ));
+            assert!(
+                err.contains(&format!(
+                    "databases[0].auth_methods: \"{method}\" needs a service password; set password_env or password_file"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn md5_and_password_need_verify_full_or_consent() {
+        for (method, tls) in [
+            ("md5", ""),
+            ("password", ""),
+            ("md5", "tls = { mode = 'require' }\n"),
+            ("password", "tls = { mode = 'require' }\n"),
+        ] {
+            let stanza = format!("auth_methods = ['scram-sha-256', '{method}']\n{tls}");
+            let err = auth_problem(&database(true, &stanza));
+            assert!(
+                err.contains(&format!(
+                    "databases[0].auth_methods: \"{method}\" would send "
+                )),
+                "{err}"
+            );
+            for hint in [
+                "to a server whose identity is not checked",
+                "use tls.mode = \"verify-full\"",
+                "set allow_insecure_auth = true",
+            ] {
+                assert!(err.contains(hint), "missing {hint:?} in {err}");
+            }
+
+            let consented = format!("{stanza}allow_insecure_auth = true\n");
+            let config = load(&database(true, &consented)).unwrap();
+            assert_eq!(config.databases[0].auth_methods, ["scram-sha-256", method]);
+        }
+    }
+
+    #[test]
+    fn md5_and_password_are_fine_over_verify_full() {
+        // Any readable file does as a CA here: only its presence is checked.
+        let ca = std::env::current_exe().unwrap();
+        let stanza = format!(
+            "auth_methods = ['md5', 'password']\ntls = {{ mode = 'verify-full', ca_file = '{}' }}\n",
+            ca.display()
+        );
+        let config = load(&database(true, &stanza)).unwrap();
+        assert_eq!(config.databases[0].auth_methods, ["md5", "password"]);
+        assert!(!config.databases[0].allow_insecure_auth);
+    }
+
+    #[test]
+    fn parse_errors_never_echo_a_value() {
+        let err = load(&minimal("pasword = \"hunter2\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pasword = …"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = load(&minimal("[auth]\nmethod = hunter2\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub enum SessionError {
     ShuttingDown,
     #[error("startup not finished within {0} s")]
     StartupTimeout(u64),
+    #[error("client did not use TLS, which is required")]
+    TlsRequired,
+    #[error("max_client_connections reached")]
+    TooManyConnections,
 }
 
 impl SessionError {
@@ -139,6 +143,15 @@ impl SessionError {
                 "08006",
                 &format!("Vigil could not connect to the upstream of database \"{database}\""),
                 Some("The proxy's log has the cause."),
+            ),
+            SessionError::TooManyConnections => {
+                fatal(out, "53300", "sorry, too many clients already", None)
+            }
+            SessionError::TlsRequired => fatal(
+                out,
+                "28000",
+                "Vigil accepts only encrypted connections",
+                Some("Connect with sslmode=require."),
             ),
             SessionError::StartupTimeout(_) => fatal(
                 out,

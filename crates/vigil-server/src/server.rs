@@ -43,14 +43,22 @@ pub async fn serve_on(
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let mut sessions = JoinSet::new();
     let mut next_worker = 0;
+    let max_connections = state.snapshot().config.server.max_client_connections;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted.and_then(|(socket, addr)| Ok((socket.into_std()?, addr))) {
                 Ok((socket, addr)) => {
+                    // Over the limit, a session only says so, as PostgreSQL
+                    // does after startup (libpq hides errors sent sooner).
+                    let admit = sessions.len() < max_connections;
+                    if !admit {
+                        warn!(client = %addr, "max_client_connections reached: refusing");
+                    }
                     let worker = &workers[next_worker % workers.len()];
                     next_worker = next_worker.wrapping_add(1);
-                    sessions.spawn_on(session::run(socket, addr, Arc::clone(&state), phase_rx.clone()), worker);
+                    let session = session::run(socket, addr, Arc::clone(&state), phase_rx.clone(), admit);
+                    sessions.spawn_on(session, worker);
                 }
                 // Out of file descriptors and the like: back off instead of spinning.
                 Err(error) => {

@@ -25,8 +25,10 @@ pub struct State {
     snapshot: Arc<Snapshot>,
     pub(crate) cancels: CancelRegistry,
     pub(crate) throttle: Throttle,
-    /// Seeds fake SCRAM verifiers for unknown users, per process.
+    /// Seeds fake SCRAM verifiers for unknown users.
     pub(crate) mock_secret: [u8; 32],
+    /// The iteration count fake verifiers claim: the one most real ones have.
+    pub(crate) mock_iterations: u32,
     next_session: AtomicU64,
 }
 
@@ -41,8 +43,7 @@ impl State {
             }
         }
         let throttle = Throttle::new(&config.auth);
-        let mut mock_secret = [0u8; 32];
-        rand::fill(&mut mock_secret);
+        let (mock_secret, mock_iterations) = mock_parameters(&config);
         Ok(Arc::new(State {
             snapshot: Arc::new(Snapshot {
                 config,
@@ -52,6 +53,7 @@ impl State {
             cancels: CancelRegistry::default(),
             throttle,
             mock_secret,
+            mock_iterations,
             next_session: AtomicU64::new(1),
         }))
     }
@@ -63,4 +65,32 @@ impl State {
     pub(crate) fn next_session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// Fake verifiers must look like real ones across restarts too: a salt that
+/// changed when Vigil restarted would mark a name as unknown. So the secret is
+/// derived from the configured verifiers (stable while they are), mixed with
+/// a random value only when there are none to derive from.
+fn mock_parameters(config: &Config) -> ([u8; 32], u32) {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"vigil mock verifier secret\0");
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for identity in &config.identities {
+        hasher.update(identity.password_text.as_bytes());
+        hasher.update([0]);
+        if let Some(verifier) = &identity.verifier {
+            *counts.entry(verifier.iterations()).or_default() += 1;
+        }
+    }
+    if config.identities.is_empty() {
+        let mut random = [0u8; 32];
+        rand::fill(&mut random);
+        hasher.update(random);
+    }
+    let iterations = counts
+        .into_iter()
+        .max_by_key(|&(iterations, n)| (n, iterations))
+        .map_or(vigil_auth::DEFAULT_ITERATIONS, |(iterations, _)| iterations);
+    (hasher.finalize().into(), iterations)
 }

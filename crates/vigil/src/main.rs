@@ -152,14 +152,19 @@ impl Workers {
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
+/// Completes on SIGTERM or SIGINT. SIGHUP, which would otherwise kill the
+/// process, is logged and ignored until configuration reload exists.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return tracing::info!("SIGTERM received"),
+            _ = int.recv() => return tracing::info!("SIGINT received"),
+            _ = hup.recv() => tracing::warn!("SIGHUP received: configuration reload is not supported yet; keeping the running configuration"),
+        }
     }
 }
 

@@ -142,6 +142,34 @@ fn serve_answers_psql_and_stops_on_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // SIGHUP is not a stop signal: the proxy keeps serving.
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("vigil logs the SIGHUP");
+        if line.contains("SIGHUP received") {
+            break;
+        }
+    }
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-At",
+            &format!("host=127.0.0.1 port={port} dbname=demo user=alice"),
+            "-c",
+            "SELECT 'still here'",
+        ])
+        .env("PGPASSWORD", "alice-demo")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "still here");
+
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

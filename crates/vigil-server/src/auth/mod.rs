@@ -37,12 +37,19 @@ pub(crate) async fn authenticate(
     if let Some(retry_after_secs) = state.throttle.locked(ip, Instant::now()) {
         return Err(SessionError::LockedOut { retry_after_secs });
     }
+    // Held until this attempt is decided: parallel guesses count too.
+    let _attempt = state.throttle.begin(ip).ok_or(SessionError::LockedOut {
+        retry_after_secs: 1,
+    })?;
     let configured = config.identity(user);
     // An unknown user goes through the same exchange against a fake verifier,
     // so responses do not reveal which names exist.
     let (verifier, known) = match configured.and_then(|id| id.verifier.clone()) {
         Some(verifier) => (verifier, true),
-        None => (Verifier::mock(&state.mock_secret, user), false),
+        None => (
+            Verifier::mock(&state.mock_secret, user).with_iterations(state.mock_iterations),
+            false,
+        ),
     };
     let (proof, method) = match config.auth.method {
         AuthMethod::ScramSha256 => (
@@ -59,6 +66,11 @@ pub(crate) async fn authenticate(
             )
         }
     };
+    // A lockout that began while this exchange ran (other connections'
+    // failures) still applies: a right guess must not slip through it.
+    if let Some(retry_after_secs) = state.throttle.locked(ip, Instant::now()) {
+        return Err(SessionError::LockedOut { retry_after_secs });
+    }
     match (proof, configured) {
         (Proof::Valid, Some(identity)) => {
             backend::authentication_ok(&mut conn.out);
@@ -141,9 +153,14 @@ async fn cleartext(
     backend::authentication_cleartext_password(&mut conn.out);
     conn.flush().await?;
     let body = password_message(conn).await?;
-    let password = fields::password(&body)?;
-    // Always hash, so a known and an unknown user take the same time.
-    let matches = verifier.verify_password(password);
+    let password = fields::password(&body)?.to_owned();
+    // PBKDF2 takes milliseconds: off the session thread, so one client's
+    // login does not stall every session sharing it. Always hashed, so a
+    // known and an unknown user take the same time.
+    let verifier = verifier.clone();
+    let matches = tokio::task::spawn_blocking(move || verifier.verify_password(&password))
+        .await
+        .unwrap_or(false);
     Ok(if matches && known {
         Proof::Valid
     } else {

@@ -26,6 +26,8 @@ use relay::{End, Relay};
 
 /// How long Vigil keeps writing to a peer that has stopped reading, at the end.
 const FINAL_WRITE: Duration = Duration::from_secs(2);
+/// A connection over the limit only gets this long to hear why it is refused.
+const REFUSAL_TIMEOUT_SECS: u64 = 5;
 
 /// Serves one accepted connection until it ends. Never panics on client input.
 ///
@@ -36,6 +38,7 @@ pub(crate) async fn run(
     client_addr: SocketAddr,
     state: Arc<State>,
     phase: watch::Receiver<Phase>,
+    admit: bool,
 ) {
     let session_id = state.next_session_id();
     let span = tracing::info_span!(
@@ -54,10 +57,13 @@ pub(crate) async fn run(
         let mut conn = ClientConn::new(Stream::Tcp(socket));
         // Startup may swap the plain stream for TLS, so it owns the connection
         // and hands it back either way.
-        let limit = state.snapshot().config.auth.timeout_secs;
+        let limit = match admit {
+            true => state.snapshot().config.auth.timeout_secs,
+            false => REFUSAL_TIMEOUT_SECS,
+        };
         let established = tokio::time::timeout(
             Duration::from_secs(limit),
-            establish(&mut conn, client_addr, &state),
+            establish(&mut conn, client_addr, &state, admit),
         )
         .await
         .unwrap_or(Err(SessionError::StartupTimeout(limit)));
@@ -92,6 +98,7 @@ async fn establish(
     conn: &mut ClientConn,
     client_addr: SocketAddr,
     state: &Arc<State>,
+    admit: bool,
 ) -> Result<Option<Established>, SessionError> {
     let snapshot = state.snapshot();
     let config = &snapshot.config;
@@ -127,6 +134,13 @@ async fn establish(
         }
     };
 
+    if !admit {
+        return Err(SessionError::TooManyConnections);
+    }
+    let tls_required = config.server.tls.as_ref().is_some_and(|tls| tls.require);
+    if tls_required && !conn.stream.is_tls() {
+        return Err(SessionError::TlsRequired);
+    }
     let startup = startup::Startup::check(minor, &params)?;
     if let Some(negotiation) = startup.negotiation() {
         backend::negotiate_protocol_version(&mut conn.out, 0, &negotiation);

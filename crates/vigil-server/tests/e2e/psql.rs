@@ -193,3 +193,124 @@ fn repeated_failures_lock_the_address_out() {
         stderr(&out)
     );
 }
+
+/// A SCRAM login stopped after server-first, to finish later.
+struct PendingLogin {
+    stream: std::net::TcpStream,
+    scram: postgres_protocol::authentication::sasl::ScramSha256,
+}
+
+impl PendingLogin {
+    /// Connects and runs SCRAM up to the client's final message; `None` when
+    /// the proxy refuses before that.
+    fn start(port: u16, password: &str) -> Result<PendingLogin, String> {
+        use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+        use postgres_protocol::message::frontend;
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut out = bytes::BytesMut::new();
+        frontend::startup_message([("user", "alice"), ("database", "demo")], &mut out).unwrap();
+        stream.write_all(&out).unwrap();
+        let (tag, body) = crate::harness::read_message(&mut stream).unwrap();
+        if tag == b'E' {
+            return Err(crate::harness::sqlstate(&body));
+        }
+        let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+        out.clear();
+        frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut out).unwrap();
+        stream.write_all(&out).unwrap();
+        let (tag, body) = crate::harness::read_message(&mut stream).unwrap();
+        assert_eq!(tag, b'R');
+        scram.update(&body[4..]).unwrap();
+        Ok(PendingLogin { stream, scram })
+    }
+
+    /// Sends the proof; the SQLSTATE of a refusal, or "" on success.
+    fn finish(mut self) -> String {
+        use std::io::Write;
+        let mut out = bytes::BytesMut::new();
+        postgres_protocol::message::frontend::sasl_response(self.scram.message(), &mut out)
+            .unwrap();
+        self.stream.write_all(&out).unwrap();
+        loop {
+            match crate::harness::read_message(&mut self.stream) {
+                Some((b'E', body)) => return crate::harness::sqlstate(&body),
+                Some((b'Z', _)) => return String::new(),
+                Some(_) => {}
+                None => return "closed".into(),
+            }
+        }
+    }
+}
+
+#[test]
+fn parallel_guesses_cannot_outrun_the_lockout() {
+    let db = TestDb::create("psql_parallel_guess");
+    let proxy = Proxy::start(&config_toml(&db.name, "", "").replace(
+        "failure_delay_ms = 10",
+        "failure_delay_ms = 10\nmax_failures = 2\nlockout_secs = 60",
+    ));
+    // The right password, started before the address is locked out...
+    let right = PendingLogin::start(proxy.port, ALICE_PASSWORD).unwrap();
+    // ...only one more attempt may be in flight beside it...
+    let wrong = PendingLogin::start(proxy.port, "guess-1").unwrap();
+    assert_eq!(
+        PendingLogin::start(proxy.port, "guess-2").err().as_deref(),
+        Some("28000")
+    );
+    assert_eq!(wrong.finish(), "28P01");
+    assert_eq!(
+        PendingLogin::start(proxy.port, "guess-3").unwrap().finish(),
+        "28P01"
+    );
+    // ...and once locked out, even the right proof is refused.
+    assert_eq!(right.finish(), "28000");
+}
+
+#[test]
+fn connections_over_the_limit_get_53300() {
+    let db = TestDb::create("psql_max_conn");
+    let proxy = Proxy::start(&config_toml(&db.name, "max_client_connections = 2", ""));
+    let _one = crate::harness::RawClient::login(proxy.port, "alice", ALICE_PASSWORD);
+    let _two = crate::harness::RawClient::login(proxy.port, "alice", ALICE_PASSWORD);
+    let out = proxy.psql("alice", ALICE_PASSWORD, &["-c", "select 1"]);
+    assert!(
+        stderr(&out).contains("sorry, too many clients already"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn tls_can_be_required() {
+    let db = TestDb::create("psql_tls_required");
+    let certs = TempDir::new("tls-required");
+    let (_, cert, key) = crate::harness::make_certs(&certs.0);
+    let tls = format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\", require = true }}",
+        cert.display(),
+        key.display()
+    );
+    let proxy = Proxy::start(&config_toml(&db.name, &tls, ""));
+    let out = proxy.psql_with(
+        "alice",
+        ALICE_PASSWORD,
+        "sslmode=disable",
+        &["-c", "select 1"],
+    );
+    assert!(
+        stderr(&out).contains("Vigil accepts only encrypted connections"),
+        "{}",
+        stderr(&out)
+    );
+    let out = proxy.psql_with(
+        "alice",
+        ALICE_PASSWORD,
+        "sslmode=require",
+        &["-At", "-c", "select 1"],
+    );
+    assert_eq!(stdout(&out).trim(), "1", "{}", stderr(&out));
+}
