@@ -65,8 +65,13 @@ impl UpstreamError {
     /// starting or shutting down) are passed on as the server worded them.
     pub(crate) fn relay(&self) -> Option<(String, String)> {
         match self {
+            // 22xxx and 42704: a startup setting the client chose itself was
+            // invalid (a bad TimeZone, an unknown parameter); it must see why.
             UpstreamError::Refused { code, message }
-                if code.starts_with("53") || code.starts_with("57P") =>
+                if code.starts_with("53")
+                    || code.starts_with("57P")
+                    || code.starts_with("22")
+                    || code == "42704" =>
             {
                 Some((code.clone(), message.clone()))
             }

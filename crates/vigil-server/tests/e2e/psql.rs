@@ -160,6 +160,19 @@ fn refusals_are_clear_fatal_errors() {
         stderr(&out)
     );
 
+    // A bad value for an allowed setting is the client's to fix: it sees why.
+    let out = proxy.psql_with(
+        "alice",
+        ALICE_PASSWORD,
+        "options='-c TimeZone=Mars/Olympus_Mons'",
+        &["-c", "select 1"],
+    );
+    assert!(
+        stderr(&out).contains("invalid value for parameter \"TimeZone\""),
+        "{}",
+        stderr(&out)
+    );
+
     // Allowed settings do reach the upstream session.
     let out = proxy.psql_with(
         "alice",
