@@ -7,10 +7,23 @@ use base64::Engine;
 use crate::keys::{Key, KEY_LEN};
 use crate::server::ScramError;
 
+/// The GS2 channel-binding flag (RFC 5802 §7 `gs2-cbind-flag`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CbindFlag<'a> {
+    /// `n`: the client does not support channel binding.
+    No,
+    /// `y`: the client supports it but thinks the server does not.
+    ClientOnly,
+    /// `p=<cb-name>`: the client binds to the named channel-binding type.
+    Bound(&'a [u8]),
+}
+
 /// The parts of a client-first-message the exchange needs.
 #[derive(Debug)]
 pub(crate) struct ClientFirst<'a> {
-    /// `n,,` or `y,,`, exactly as sent: client-final's `c=` must echo it.
+    pub cbind_flag: CbindFlag<'a>,
+    /// `n,,`, `y,,` or `p=<cb-name>,,`, exactly as sent: client-final's `c=`
+    /// must echo it.
     pub gs2_header: &'a [u8],
     /// client-first-message-bare, which goes into the AuthMessage verbatim.
     pub bare: &'a [u8],
@@ -32,20 +45,35 @@ pub(crate) fn parse_client_first(msg: &[u8]) -> Result<ClientFirst<'_>, ScramErr
     check_bytes(msg)?;
 
     // gs2-header = gs2-cbind-flag "," [ authzid ] ","
-    match msg.first() {
-        Some(b'n' | b'y') => {}
-        Some(b'p') => return Err(ScramError::ChannelBindingNotSupported),
+    let (cbind_flag, flag_len) = match msg.first() {
+        Some(b'n') => (CbindFlag::No, 1),
+        Some(b'y') => (CbindFlag::ClientOnly, 1),
+        Some(b'p') => {
+            // "p=" cb-name, with cb-name = 1*(ALPHA / DIGIT / "." / "-").
+            if msg.get(1) != Some(&b'=') {
+                return Err(ScramError::Malformed("channel-binding flag"));
+            }
+            let rest = msg.get(2..).unwrap_or_default();
+            let len = rest
+                .iter()
+                .position(|&b| !(b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+                .unwrap_or(rest.len());
+            if len == 0 {
+                return Err(ScramError::Malformed("channel-binding type"));
+            }
+            (CbindFlag::Bound(&rest[..len]), 2 + len)
+        }
         _ => return Err(ScramError::Malformed("channel-binding flag")),
-    }
-    if msg.get(1) != Some(&b',') {
+    };
+    if msg.get(flag_len) != Some(&b',') {
         return Err(ScramError::Malformed("channel-binding flag"));
     }
-    match msg.get(2) {
+    match msg.get(flag_len + 1) {
         Some(b',') => {}
         Some(b'a') => return Err(ScramError::AuthzidNotSupported),
         _ => return Err(ScramError::Malformed("GS2 header")),
     }
-    let (gs2_header, bare) = msg.split_at(3);
+    let (gs2_header, bare) = msg.split_at(flag_len + 2);
 
     // A mandatory extension comes first; we know none, so we cannot go on.
     if bare.first() == Some(&b'm') {
@@ -61,6 +89,7 @@ pub(crate) fn parse_client_first(msg: &[u8]) -> Result<ClientFirst<'_>, ScramErr
     while attrs.next()?.is_some() {}
 
     Ok(ClientFirst {
+        cbind_flag,
         gs2_header,
         bare,
         nonce,
@@ -182,6 +211,7 @@ mod tests {
     #[test]
     fn client_first_from_libpq() {
         let first = parse_client_first(b"n,,n=,r=abcDEF+/123").unwrap();
+        assert_eq!(first.cbind_flag, CbindFlag::No);
         assert_eq!(first.gs2_header, b"n,,");
         assert_eq!(first.bare, b"n=,r=abcDEF+/123");
         assert_eq!(first.nonce, "abcDEF+/123");
@@ -190,9 +220,21 @@ mod tests {
     #[test]
     fn client_first_keeps_name_and_optional_extensions_in_bare() {
         let first = parse_client_first(b"y,,n=alice,r=xyz,q=ignored,z=").unwrap();
+        assert_eq!(first.cbind_flag, CbindFlag::ClientOnly);
         assert_eq!(first.gs2_header, b"y,,");
         assert_eq!(first.bare, b"n=alice,r=xyz,q=ignored,z=");
         assert_eq!(first.nonce, "xyz");
+    }
+
+    #[test]
+    fn client_first_with_channel_binding_keeps_the_type_in_the_header() {
+        let first = parse_client_first(b"p=tls-server-end-point,,n=,r=abc").unwrap();
+        assert_eq!(first.cbind_flag, CbindFlag::Bound(b"tls-server-end-point"));
+        assert_eq!(first.gs2_header, b"p=tls-server-end-point,,");
+        assert_eq!(first.bare, b"n=,r=abc");
+        // The parser accepts any well-formed type; the exchange decides.
+        let first = parse_client_first(b"p=tls-unique,,n=,r=abc").unwrap();
+        assert_eq!(first.cbind_flag, CbindFlag::Bound(b"tls-unique"));
     }
 
     #[test]
@@ -203,9 +245,14 @@ mod tests {
         let malformed = Malformed("");
         let cases: &[(&[u8], ScramError)] = &[
             (
-                b"p=tls-server-end-point,,n=,r=abc",
-                ChannelBindingNotSupported,
+                b"p=tls-server-end-point,a=bob,n=,r=abc",
+                AuthzidNotSupported,
             ),
+            (b"p,,n=,r=abc", malformed.clone()),
+            (b"p=,,n=,r=abc", malformed.clone()),
+            (b"p=tls server,,n=,r=abc", malformed.clone()),
+            (b"p=tls-server-end-point", malformed.clone()),
+            (b"p=tls-server-end-point,n=,r=abc", malformed.clone()),
             (b"n,a=bob,n=,r=abc", AuthzidNotSupported),
             (b"n,,m=ext,n=,r=abc", UnsupportedExtension),
             (b"", malformed.clone()),

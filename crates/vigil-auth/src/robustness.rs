@@ -3,7 +3,7 @@
 
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
-use crate::{ScramServer, Verifier};
+use crate::{Binding, ScramServer, Verifier};
 
 /// xorshift64*: small, seeded, and reproducible, so a failure can be replayed.
 struct Rng(u64);
@@ -92,9 +92,14 @@ fn mutated_client_final_never_panics_and_never_passes() {
 
     for _ in 0..ROUNDS {
         let msg = rng.mutate(&client_final);
-        let (server, _) =
-            ScramServer::start_with_nonce(verifier.clone(), false, &client_first, &nonce_suffix)
-                .unwrap();
+        let (server, _) = ScramServer::start_with_nonce(
+            verifier.clone(),
+            false,
+            &client_first,
+            Binding::Unavailable,
+            &nonce_suffix,
+        )
+        .unwrap();
         if server.finish(&msg).is_ok() {
             assert_eq!(msg, client_final, "a changed client-final was accepted");
         }

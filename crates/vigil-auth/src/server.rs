@@ -7,8 +7,27 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use crate::keys;
-use crate::message::{parse_client_final, parse_client_first};
+use crate::message::{parse_client_final, parse_client_first, CbindFlag};
 use crate::verifier::Verifier;
+
+/// The only channel-binding type offered (RFC 5929 §4), as PostgreSQL.
+const TLS_SERVER_END_POINT: &[u8] = b"tls-server-end-point";
+
+/// What the connection offers for channel binding, and what the client chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding<'a> {
+    /// No TLS, or no binding data for the server's certificate: only
+    /// SCRAM-SHA-256 was advertised.
+    Unavailable,
+    /// SCRAM-SHA-256-PLUS was advertised alongside SCRAM-SHA-256.
+    Offered {
+        /// The client's SASLInitialResponse named SCRAM-SHA-256-PLUS.
+        plus_chosen: bool,
+        /// The `tls-server-end-point` data: the hash of the server's
+        /// certificate (RFC 5929 §4.1).
+        data: &'a [u8],
+    },
+}
 
 /// Random bytes in the server's half of the nonce (PostgreSQL's
 /// `SCRAM_RAW_NONCE_LEN`).
@@ -21,11 +40,28 @@ pub enum ScramError {
     /// A message is not valid SCRAM; the string names the part.
     #[error("malformed SCRAM message: {0}")]
     Malformed(&'static str),
-    /// The client asked for channel binding (`p=`), which we never offer.
+    /// The client asked for channel binding (`p=`) on a connection where
+    /// it was not offered.
     #[error("the client selected SCRAM channel binding, which this server does not offer")]
     ChannelBindingNotSupported,
-    /// client-final's `c=` does not echo the client-first GS2 header.
-    #[error("SCRAM channel-binding attribute does not match the client-first-message")]
+    /// The client sent `y` (it could bind but believes the server cannot)
+    /// although SCRAM-SHA-256-PLUS was offered: someone between them may
+    /// have removed it.
+    #[error("SCRAM channel binding negotiation error")]
+    ChannelBindingDowngrade,
+    /// The client chose SCRAM-SHA-256 but sent channel binding data (`p=`).
+    #[error("the client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data")]
+    ChannelBindingUnexpected,
+    /// The client chose SCRAM-SHA-256-PLUS but did not bind (`n` or `y`).
+    #[error("the client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data")]
+    ChannelBindingMissing,
+    /// The client asked for a channel-binding type other than
+    /// `tls-server-end-point`.
+    #[error("unsupported SCRAM channel-binding type")]
+    UnsupportedChannelBindingType,
+    /// client-final's `c=` does not echo the client-first GS2 header, or
+    /// carries other channel-binding data than this connection's.
+    #[error("SCRAM channel binding check failed")]
     ChannelBindingMismatch,
     /// The client sent an authorization identity (`a=`); PostgreSQL refuses them.
     #[error("the client sent a SCRAM authorization identity, which is not supported")]
@@ -58,7 +94,9 @@ impl ScramError {
 pub struct ScramServer {
     verifier: Verifier,
     mock: bool,
-    gs2_header: Vec<u8>,
+    /// The `c=` value client-final must carry: base64 of the GS2 header and,
+    /// when bound, the channel-binding data.
+    channel_binding: String,
     nonce: String,
     /// client-first-message-bare "," server-first-message ",": the AuthMessage
     /// up to client-final-without-proof.
@@ -71,25 +109,47 @@ impl ScramServer {
     ///
     /// `mock = true` marks an unknown user: the exchange runs as usual, with
     /// the same work, so the client cannot tell, and then fails at the proof.
+    ///
+    /// For a connection where channel binding is not offered (no TLS); the
+    /// same as [`ScramServer::start_bound`] with [`Binding::Unavailable`].
     pub fn start(
         verifier: Verifier,
         mock: bool,
         client_first: &[u8],
     ) -> Result<(ScramServer, Vec<u8>), ScramError> {
-        let mut raw = [0u8; SERVER_NONCE_LEN];
-        rand::fill(&mut raw[..]);
-        Self::start_with_nonce(verifier, mock, client_first, &STANDARD.encode(raw))
+        Self::start_bound(verifier, mock, client_first, Binding::Unavailable)
     }
 
-    /// As [`ScramServer::start`], with the server's half of the nonce given,
-    /// which lets tests replay published exchanges.
+    /// As [`ScramServer::start`], on a connection that may offer channel
+    /// binding. The client-first GS2 header must agree with `binding`, as
+    /// PostgreSQL requires: with SCRAM-SHA-256-PLUS chosen it must be
+    /// `p=tls-server-end-point`; with SCRAM-SHA-256 chosen while PLUS was
+    /// offered it must be `n` (a `y` means the offer was stripped on the way).
+    pub fn start_bound(
+        verifier: Verifier,
+        mock: bool,
+        client_first: &[u8],
+        binding: Binding<'_>,
+    ) -> Result<(ScramServer, Vec<u8>), ScramError> {
+        let mut raw = [0u8; SERVER_NONCE_LEN];
+        rand::fill(&mut raw[..]);
+        Self::start_with_nonce(verifier, mock, client_first, binding, &STANDARD.encode(raw))
+    }
+
+    /// As [`ScramServer::start_bound`], with the server's half of the nonce
+    /// given, which lets tests replay published exchanges.
     pub(crate) fn start_with_nonce(
         verifier: Verifier,
         mock: bool,
         client_first: &[u8],
+        binding: Binding<'_>,
         server_nonce: &str,
     ) -> Result<(ScramServer, Vec<u8>), ScramError> {
         let first = parse_client_first(client_first)?;
+        let cbind_data = negotiate(first.cbind_flag, binding)?;
+        let mut cbind_input = Vec::with_capacity(first.gs2_header.len() + cbind_data.len());
+        cbind_input.extend_from_slice(first.gs2_header);
+        cbind_input.extend_from_slice(cbind_data);
         let nonce = format!("{}{server_nonce}", first.nonce);
         let server_first = format!(
             "r={nonce},s={},i={}",
@@ -107,7 +167,7 @@ impl ScramServer {
         let server = ScramServer {
             verifier,
             mock,
-            gs2_header: first.gs2_header.to_vec(),
+            channel_binding: STANDARD.encode(cbind_input),
             nonce,
             auth_prefix,
         };
@@ -120,8 +180,8 @@ impl ScramServer {
     pub fn finish(self, client_final: &[u8]) -> Result<Vec<u8>, ScramError> {
         let last = parse_client_final(client_final)?;
         // PostgreSQL compares the base64 text, so only the canonical encoding
-        // of the header passes.
-        if last.channel_binding != STANDARD.encode(&self.gs2_header).as_bytes() {
+        // passes. Not secret, so no need for a constant-time comparison.
+        if last.channel_binding != self.channel_binding.as_bytes() {
             return Err(ScramError::ChannelBindingMismatch);
         }
         if last.nonce != self.nonce.as_bytes() {
@@ -138,6 +198,53 @@ impl ScramServer {
 
         let server_signature = keys::hmac(self.verifier.server_key(), auth_message);
         Ok(format!("v={}", STANDARD.encode(server_signature)).into_bytes())
+    }
+}
+
+/// Checks the client's GS2 flag against what the connection offered, the
+/// way PostgreSQL's `read_client_first_message` does, and returns the
+/// channel-binding data that client-final's `c=` must carry after the header.
+fn negotiate<'a>(flag: CbindFlag<'_>, binding: Binding<'a>) -> Result<&'a [u8], ScramError> {
+    match (binding, flag) {
+        (Binding::Unavailable, CbindFlag::No | CbindFlag::ClientOnly) => Ok(&[]),
+        (Binding::Unavailable, CbindFlag::Bound(_)) => Err(ScramError::ChannelBindingNotSupported),
+        (
+            Binding::Offered {
+                plus_chosen: false, ..
+            },
+            CbindFlag::No,
+        ) => Ok(&[]),
+        (
+            Binding::Offered {
+                plus_chosen: false, ..
+            },
+            CbindFlag::ClientOnly,
+        ) => Err(ScramError::ChannelBindingDowngrade),
+        (
+            Binding::Offered {
+                plus_chosen: false, ..
+            },
+            CbindFlag::Bound(_),
+        ) => Err(ScramError::ChannelBindingUnexpected),
+        (
+            Binding::Offered {
+                plus_chosen: true, ..
+            },
+            CbindFlag::No | CbindFlag::ClientOnly,
+        ) => Err(ScramError::ChannelBindingMissing),
+        (
+            Binding::Offered {
+                plus_chosen: true,
+                data,
+            },
+            CbindFlag::Bound(name),
+        ) => {
+            if name == TLS_SERVER_END_POINT {
+                Ok(data)
+            } else {
+                Err(ScramError::UnsupportedChannelBindingType)
+            }
+        }
     }
 }
 
@@ -243,6 +350,141 @@ mod tests {
         assert_eq!(err.sqlstate(), "08P01");
     }
 
+    /// As [`exchange`], on a connection offering channel binding with
+    /// `server_data` as the certificate hash.
+    fn bound_exchange(
+        password: &str,
+        client_binding: ChannelBinding,
+        plus_chosen: bool,
+        server_data: &[u8],
+    ) -> Result<(), ScramError> {
+        let v = Verifier::generate("s3cret", 16);
+        let mut client = ScramSha256::new(password.as_bytes(), client_binding);
+        let binding = Binding::Offered {
+            plus_chosen,
+            data: server_data,
+        };
+        let (server, server_first) = ScramServer::start_bound(v, false, client.message(), binding)?;
+        client
+            .update(&server_first)
+            .expect("client accepts server-first");
+        let server_final = server.finish(client.message())?;
+        client
+            .finish(&server_final)
+            .expect("client accepts server-final");
+        Ok(())
+    }
+
+    const CERT_HASH: [u8; 32] = [0x5a; 32];
+
+    #[test]
+    fn rust_postgres_client_authenticates_with_channel_binding() {
+        let client = ChannelBinding::tls_server_end_point(CERT_HASH.to_vec());
+        bound_exchange("s3cret", client, true, &CERT_HASH).unwrap();
+    }
+
+    #[test]
+    fn channel_binding_to_another_certificate_is_refused() {
+        // What a relaying attacker with its own certificate looks like.
+        let client = ChannelBinding::tls_server_end_point(vec![0xa5; 32]);
+        let err = bound_exchange("s3cret", client, true, &CERT_HASH).unwrap_err();
+        assert_eq!(err, ScramError::ChannelBindingMismatch);
+        assert_eq!(err.sqlstate(), "08P01");
+        let client = ChannelBinding::tls_server_end_point(CERT_HASH[..31].to_vec());
+        let err = bound_exchange("s3cret", client, true, &CERT_HASH).unwrap_err();
+        assert_eq!(err, ScramError::ChannelBindingMismatch);
+    }
+
+    #[test]
+    fn wrong_password_with_channel_binding_is_invalid_proof() {
+        let client = ChannelBinding::tls_server_end_point(CERT_HASH.to_vec());
+        let err = bound_exchange("s3cret!", client, true, &CERT_HASH).unwrap_err();
+        assert_eq!(err, ScramError::InvalidProof);
+    }
+
+    #[test]
+    fn plain_scram_is_accepted_when_plus_is_offered_and_the_client_cannot_bind() {
+        bound_exchange("s3cret", ChannelBinding::unsupported(), false, &CERT_HASH).unwrap();
+    }
+
+    #[test]
+    fn client_that_could_bind_but_saw_no_plus_is_a_downgrade() {
+        // "y,,": the client supports binding but was shown no PLUS, which we
+        // did offer, so the offer was stripped between us.
+        let err =
+            bound_exchange("s3cret", ChannelBinding::unrequested(), false, &CERT_HASH).unwrap_err();
+        assert_eq!(err, ScramError::ChannelBindingDowngrade);
+        assert_eq!(err.sqlstate(), "08P01");
+        assert_eq!(err.to_string(), "SCRAM channel binding negotiation error");
+    }
+
+    #[test]
+    fn gs2_flag_must_agree_with_the_chosen_mechanism() {
+        let bound = || ChannelBinding::tls_server_end_point(CERT_HASH.to_vec());
+        let err = bound_exchange("s3cret", bound(), false, &CERT_HASH).unwrap_err();
+        assert_eq!(err, ScramError::ChannelBindingUnexpected);
+        for client in [ChannelBinding::unsupported(), ChannelBinding::unrequested()] {
+            let err = bound_exchange("s3cret", client, true, &CERT_HASH).unwrap_err();
+            assert_eq!(err, ScramError::ChannelBindingMissing);
+        }
+    }
+
+    #[test]
+    fn only_tls_server_end_point_binding_is_accepted() {
+        let v = Verifier::generate("s3cret", 1);
+        let binding = Binding::Offered {
+            plus_chosen: true,
+            data: &CERT_HASH,
+        };
+        for first in [
+            &b"p=tls-unique,,n=,r=abc"[..],
+            b"p=tls-exporter,,n=,r=abc",
+            b"p=tls-server-end-pointx,,n=,r=abc",
+        ] {
+            let err = ScramServer::start_bound(v.clone(), false, first, binding).unwrap_err();
+            assert_eq!(
+                err,
+                ScramError::UnsupportedChannelBindingType,
+                "{}",
+                String::from_utf8_lossy(first)
+            );
+        }
+    }
+
+    #[test]
+    fn bound_final_must_carry_header_and_certificate_hash() {
+        let v = Verifier::generate("pw", 1);
+        let binding = Binding::Offered {
+            plus_chosen: true,
+            data: &CERT_HASH,
+        };
+        let header = b"p=tls-server-end-point,,";
+        let mut first = header.to_vec();
+        first.extend_from_slice(b"n=,r=client");
+        let proof = STANDARD.encode([0u8; 32]);
+        let mut with_hash = header.to_vec();
+        with_hash.extend_from_slice(&CERT_HASH);
+        for (c, want) in [
+            // The header alone, without the hash.
+            (STANDARD.encode(header), ScramError::ChannelBindingMismatch),
+            (STANDARD.encode(b"n,,"), ScramError::ChannelBindingMismatch),
+            // Right binding: the check moves on, to a proof that is wrong.
+            (STANDARD.encode(&with_hash), ScramError::InvalidProof),
+        ] {
+            let (server, server_first) =
+                ScramServer::start_bound(v.clone(), false, &first, binding).unwrap();
+            let server_first = String::from_utf8(server_first).unwrap();
+            let nonce = server_first
+                .strip_prefix("r=")
+                .and_then(|r| r.split(',').next())
+                .unwrap();
+            let err = server
+                .finish(format!("c={c},r={nonce},p={proof}").as_bytes())
+                .unwrap_err();
+            assert_eq!(err, want, "{c}");
+        }
+    }
+
     #[test]
     fn rfc7677_example_exchange() {
         // RFC 7677 §3: user "user", password "pencil".
@@ -255,6 +497,7 @@ mod tests {
             v,
             false,
             b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+            Binding::Unavailable,
             "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
         )
         .unwrap();

@@ -17,6 +17,9 @@ use crate::StartError;
 pub(crate) struct Snapshot {
     pub(crate) config: Config,
     pub(crate) acceptor: Option<TlsAcceptor>,
+    /// The acceptor's certificate's `tls-server-end-point` data: present
+    /// only with an acceptor, and then SCRAM-SHA-256-PLUS is offered over TLS.
+    pub(crate) tls_end_point: Option<Vec<u8>>,
     /// By configured database name; absent where TLS upstream is disabled.
     pub(crate) connectors: HashMap<String, TlsConnector>,
 }
@@ -35,7 +38,13 @@ pub struct State {
 impl State {
     /// Builds the shared state, loading TLS material named by `config`.
     pub fn new(config: Config) -> Result<Arc<State>, StartError> {
-        let acceptor = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
+        let (acceptor, tls_end_point) = match config.server.tls.as_ref().map(tls::acceptor) {
+            Some(server_side) => {
+                let server_side = server_side?;
+                (Some(server_side.acceptor), server_side.end_point)
+            }
+            None => (None, None),
+        };
         let mut connectors = HashMap::new();
         for db in &config.databases {
             if let Some(connector) = tls::connector(&db.tls)? {
@@ -48,6 +57,7 @@ impl State {
             snapshot: Arc::new(Snapshot {
                 config,
                 acceptor,
+                tls_end_point,
                 connectors,
             }),
             cancels: CancelRegistry::default(),

@@ -1,5 +1,6 @@
 //! Client authentication: the one seam that turns a connection into an
-//! [`Identity`]. SCRAM-SHA-256 against configured verifiers, or a cleartext
+//! [`Identity`]. SCRAM-SHA-256 against configured verifiers (with
+//! SCRAM-SHA-256-PLUS channel binding also offered over TLS), or a cleartext
 //! password (over TLS unless the config allows otherwise).
 
 mod throttle;
@@ -8,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 pub(crate) use throttle::Throttle;
-use vigil_auth::{ScramServer, Verifier, SCRAM_SHA_256};
+use vigil_auth::{Binding, ScramServer, Verifier, SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
 use vigil_config::{AuthMethod, Config};
 use vigil_wire::backend;
 use vigil_wire::fields::{self, SaslInitial};
@@ -53,7 +54,13 @@ pub(crate) async fn authenticate(
     };
     let (proof, method) = match config.auth.method {
         AuthMethod::ScramSha256 => (
-            scram(conn, verifier, !known).await?,
+            scram(
+                conn,
+                verifier,
+                !known,
+                tls_end_point(conn, state).as_deref(),
+            )
+            .await?,
             AuthMethodUsed::ScramSha256,
         ),
         AuthMethod::Password => {
@@ -114,22 +121,45 @@ async fn password_message(conn: &mut ClientConn) -> Result<bytes::Bytes, Session
     Ok(body)
 }
 
+/// The channel-binding data for this connection: only over TLS, and only
+/// when the server's certificate gives some.
+fn tls_end_point(conn: &ClientConn, state: &State) -> Option<Vec<u8>> {
+    if !conn.stream.is_tls() {
+        return None;
+    }
+    state.snapshot().tls_end_point.clone()
+}
+
+/// `end_point` is the `tls-server-end-point` data when the connection can
+/// bind; SCRAM-SHA-256-PLUS is offered only then, first, as PostgreSQL does.
 async fn scram(
     conn: &mut ClientConn,
     verifier: Verifier,
     mock: bool,
+    end_point: Option<&[u8]>,
 ) -> Result<Proof, SessionError> {
-    backend::authentication_sasl(&mut conn.out, &[SCRAM_SHA_256]);
+    let mechanisms: &[&str] = match end_point {
+        Some(_) => &[SCRAM_SHA_256_PLUS, SCRAM_SHA_256],
+        None => &[SCRAM_SHA_256],
+    };
+    backend::authentication_sasl(&mut conn.out, mechanisms);
     conn.flush().await?;
     let body = password_message(conn).await?;
     let initial = SaslInitial::parse(&body)?;
-    if initial.mechanism != SCRAM_SHA_256 {
+    if !mechanisms.contains(&initial.mechanism) {
         return Ok(Proof::Invalid(format!(
             "client chose SASL mechanism {:?}",
             initial.mechanism
         )));
     }
-    let (server, first) = match ScramServer::start(verifier, mock, initial.data) {
+    let binding = match end_point {
+        Some(data) => Binding::Offered {
+            plus_chosen: initial.mechanism == SCRAM_SHA_256_PLUS,
+            data,
+        },
+        None => Binding::Unavailable,
+    };
+    let (server, first) = match ScramServer::start_bound(verifier, mock, initial.data, binding) {
         Ok(started) => started,
         Err(e) => return Ok(Proof::Invalid(e.to_string())),
     };

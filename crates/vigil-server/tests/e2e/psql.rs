@@ -14,13 +14,21 @@ fn script() -> String {
 
 /// Runs the session script with psql against `conninfo`, stdout and stderr
 /// merged in order, with backend PIDs (which differ by design) blanked out.
+/// psql 15's `\copy` does not expand variables, so the file name is written
+/// into a copy of the script.
 fn run_script(conninfo: &str, password: &str, copyfile: &str) -> String {
+    let text = std::fs::read_to_string(script()).unwrap();
+    let script = std::path::Path::new(copyfile).with_extension("sql");
+    std::fs::write(
+        &script,
+        text.replace(":'copyfile'", &format!("'{copyfile}'")),
+    )
+    .unwrap();
     let out = Command::new("sh")
         .arg("-c")
-        .arg("psql -X -a -v copyfile=\"$COPYFILE\" \"$CONNINFO\" -f \"$SCRIPT\" 2>&1")
+        .arg("psql -X -a \"$CONNINFO\" -f \"$SCRIPT\" 2>&1")
         .env("CONNINFO", conninfo)
-        .env("SCRIPT", script())
-        .env("COPYFILE", copyfile)
+        .env("SCRIPT", &script)
         .env("PGPASSWORD", password)
         .output()
         .expect("psql runs");

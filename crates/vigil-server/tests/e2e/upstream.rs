@@ -859,3 +859,74 @@ password = "{alice}"
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "1");
 }
+
+/// Over TLS Vigil offers SCRAM-SHA-256-PLUS bound to its certificate, so a
+/// client that insists on channel binding gets in, and a relay that stripped
+/// TLS could not pass its login on.
+#[test]
+fn channel_binding_required_by_psql_works_over_tls() {
+    let db = TestDb::create("client_channel_binding");
+    let certs = TempDir::new("client-channel-binding");
+    let proxy = Proxy::start(&config_toml(&db.name, &server_tls(&certs), ""));
+
+    let out = psql(
+        &proxy,
+        "sslmode=require channel_binding=require",
+        &["-At", "-c", "SELECT 40 + 2"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "42");
+
+    // channel_binding=prefer (the default) binds too, and still works.
+    let out = psql(&proxy, "sslmode=require", &["-At", "-c", "SELECT 1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "1");
+
+    // A client that cannot bind picks plain SCRAM-SHA-256 ("n,,").
+    let out = psql(
+        &proxy,
+        "sslmode=require channel_binding=disable",
+        &["-At", "-c", "SELECT 1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "1");
+
+    // Without TLS there is nothing to bind to: libpq refuses by itself.
+    let out = psql(
+        &proxy,
+        "sslmode=disable channel_binding=require",
+        &["-At", "-c", "SELECT 1"],
+    );
+    assert!(
+        !out.status.success(),
+        "channel_binding=require connected without TLS"
+    );
+    assert!(stderr(&out).contains("channel binding"), "{}", stderr(&out));
+}
+
+/// psycopg's bundled libpq (18) binds too, also over direct TLS negotiation.
+#[test]
+fn channel_binding_required_by_psycopg_works_over_tls() {
+    let db = TestDb::create("client_channel_binding_psycopg");
+    let certs = TempDir::new("client-channel-binding-psycopg");
+    let proxy = Proxy::start(&config_toml(&db.name, &server_tls(&certs), ""));
+    let ca = certs.0.join("ca.pem");
+    let script = r#"
+import sys, psycopg
+with psycopg.connect(sys.argv[1]) as conn:
+    print(conn.pgconn.ssl_in_use, conn.execute("SELECT 41 + 1").fetchone()[0])
+"#;
+    for negotiation in ["postgres", "direct"] {
+        let conninfo = format!(
+            "{} password={ALICE_PASSWORD} host=localhost hostaddr=127.0.0.1 sslmode=verify-full sslrootcert={} sslnegotiation={negotiation} channel_binding=require",
+            proxy.conninfo("alice"),
+            ca.display()
+        );
+        let out = Command::new("python3")
+            .args(["-c", script, &conninfo])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{negotiation}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "True 42", "{negotiation}");
+    }
+}
