@@ -1,0 +1,141 @@
+//! What the analyzer found in one text: its statements, each with kind, class,
+//! objects and properties, and the intent tags written in its comments.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::{Class, Kind};
+
+/// The analysis of one text as a client sent it (one simple-protocol Query or
+/// one Parse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Analysis {
+    /// One per statement, in the order they would run. Empty for a text of
+    /// only whitespace, comments and semicolons.
+    pub statements: Vec<Statement>,
+    /// sqlcommenter tags from comments anywhere in the text
+    /// (`/* ticket='OPS-12' */`), values URL-decoded. Client-supplied: they
+    /// state intent, they prove nothing.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One statement and everything policy may ask about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// This statement's own text, without the separating semicolons.
+    pub text: String,
+    pub kind: Kind,
+    /// The worst class of anything that runs with this statement: a `SELECT`
+    /// whose CTE deletes is [`Class::Write`].
+    pub class: Class,
+    /// Kinds of the statements nested in this one that run with it (a `DELETE`
+    /// in a CTE, the statement of a `PREPARE` or an `EXPLAIN ANALYZE`), other
+    /// than its own kind, so a rule about deletes sees them too.
+    pub inner_kinds: Vec<Kind>,
+    /// Relations named, each once per access mode.
+    pub relations: Vec<Relation>,
+    /// Columns named, with the relation they belong to where that is known.
+    pub columns: Vec<ColumnRef>,
+    /// Functions called anywhere in the statement, as PostgreSQL resolved the
+    /// names (unquoted ones folded to lower case) and schema-qualified when
+    /// written so: `pg_read_file`, `pg_catalog.pg_read_file`.
+    pub functions: Vec<String>,
+    pub properties: Properties,
+    /// The text with constants replaced by `$1`, `$2`, … (pg_query normalize).
+    pub normalized: String,
+    /// pg_query's fingerprint: the same for statements that differ only in
+    /// constants, whitespace and comments.
+    pub fingerprint: String,
+}
+
+/// A relation (table, view, sequence, index…) as the statement names it.
+/// An unqualified name is resolved by the session's `search_path`, which the
+/// analyzer cannot know; rules should treat it as possibly any schema.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Relation {
+    /// The schema, when the statement wrote one.
+    pub schema: Option<String>,
+    /// The name as PostgreSQL resolved it: unquoted names folded to lower case,
+    /// quoted names exact, Unicode escapes decoded.
+    pub name: String,
+    pub access: Access,
+}
+
+impl Relation {
+    /// `schema.name`, or `name` when no schema was written.
+    pub fn qualified_name(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("{schema}.{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Relation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(schema) = &self.schema {
+            write!(f, "{schema}.")?;
+        }
+        f.write_str(&self.name)
+    }
+}
+
+/// How a statement touches a relation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Access {
+    Read,
+    /// The statement changes the relation's rows or its definition: DML
+    /// targets, `SELECT INTO` targets, `COPY FROM` targets, and every
+    /// relation a DDL, DCL or maintenance statement acts on.
+    Write,
+}
+
+/// A column the statement names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ColumnRef {
+    /// The relation's qualified name (see [`Relation::qualified_name`]), with
+    /// aliases resolved; `None` when it cannot be known from the text alone.
+    pub relation: Option<String>,
+    /// The column name, or `*`.
+    pub column: String,
+}
+
+/// Facts about a statement that guardrails ask for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Properties {
+    /// For statements that run an `UPDATE` or `DELETE` (also in a CTE, a
+    /// `PREPARE` or an `EXPLAIN ANALYZE`): `Some(false)` if any of them has no
+    /// `WHERE`. `None` when no `UPDATE` or `DELETE` runs.
+    pub has_where: Option<bool>,
+    /// A CTE inserts, updates, deletes or merges.
+    pub data_modifying_cte: bool,
+    /// `SELECT … INTO new_table`.
+    pub select_into: bool,
+    pub copy: Option<CopyInfo>,
+    /// `EXPLAIN ANALYZE`, which runs the statement it explains.
+    pub explain_analyze: bool,
+    /// The parameter a `SET`, `RESET` or `SHOW` names, lower-cased as
+    /// PostgreSQL matches them; `all` for `RESET ALL` and `SHOW ALL`.
+    pub parameter: Option<String>,
+    /// The prepared statement a `PREPARE`, `EXECUTE` or `DEALLOCATE` names.
+    pub prepared_name: Option<String>,
+}
+
+/// The shape of a `COPY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CopyInfo {
+    pub direction: CopyDirection,
+    /// `TO PROGRAM` / `FROM PROGRAM`: runs a shell command on the server.
+    pub program: bool,
+    /// `STDIN` / `STDOUT`: the data goes through the client connection. When
+    /// false, a server-side file or program is read or written.
+    pub stdio: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CopyDirection {
+    /// `COPY … FROM`: into the database.
+    From,
+    /// `COPY … TO`: out of the database.
+    To,
+}

@@ -1,0 +1,562 @@
+//! Gathers, in one walk over a statement's tree, what policy asks about it:
+//! the class of everything that runs with it, the relations it reads and
+//! writes, the columns and functions it names, and its guardrail properties.
+
+use std::collections::HashMap;
+
+use pg_query::protobuf::{self as pb, node::Node as N};
+use pg_query::NodeRef;
+
+use crate::classify::classify;
+use crate::walk::{walk, TooDeep, Visit, Visitor};
+use crate::{
+    Access, Class, ColumnRef, CopyDirection, CopyInfo, Kind, ObjectType, Properties, Relation,
+};
+
+/// Everything [`collect`] found in one statement.
+#[derive(Debug)]
+pub(crate) struct Findings {
+    pub kind: Kind,
+    pub class: Class,
+    pub inner_kinds: Vec<Kind>,
+    pub relations: Vec<Relation>,
+    pub columns: Vec<ColumnRef>,
+    pub functions: Vec<String>,
+    pub properties: Properties,
+}
+
+/// Analyzes the statement rooted at `stmt` (a `RawStmt`'s `stmt`).
+pub(crate) fn collect(stmt: NodeRef<'_>) -> Result<Findings, TooDeep> {
+    let mut collector = Collector::default();
+    walk(stmt, &mut collector)?;
+    Ok(collector.finish())
+}
+
+/// A statement node the walk is inside: the root, or one nested in it
+/// (subquery, CTE body, the statement of a PREPARE or EXPLAIN).
+struct Frame<'a> {
+    node: NodeRef<'a>,
+    depth: usize,
+    class: Class,
+    /// The relation a DML or COPY statement acts on, by qualified name.
+    target: Option<String>,
+    has_ctes: bool,
+    /// A plain EXPLAIN: what it wraps is planned, not run.
+    dry: bool,
+}
+
+/// The CTE names one WITH clause makes visible. While a non-recursive WITH is
+/// walked, each CTE's body sees only the CTEs before it, so
+/// `WITH t AS (SELECT * FROM t)` still reads the real table `t`.
+struct CteScope<'a> {
+    names: Vec<&'a str>,
+    recursive: bool,
+    visible: usize,
+}
+
+/// What an alias stands for: a relation, or something that is not one
+/// (subquery, function, CTE), or several things in different scopes.
+#[derive(Clone, PartialEq)]
+enum AliasTarget {
+    Relation(String),
+    NotRelation,
+    Ambiguous,
+}
+
+/// A column as written, resolved once all relations and aliases are known.
+enum RawColumn<'a> {
+    Named {
+        qualifier: Vec<&'a str>,
+        column: &'a str,
+    },
+    OfTarget {
+        relation: Option<String>,
+        column: &'a str,
+    },
+}
+
+#[derive(Default)]
+struct Collector<'a> {
+    depth: usize,
+    root: Option<(Kind, Class)>,
+    class: Option<Class>,
+    inner_kinds: Vec<Kind>,
+    frames: Vec<Frame<'a>>,
+    ctes: Vec<CteScope<'a>>,
+    /// How many plain EXPLAINs the walk is inside.
+    dry: usize,
+    relations: Vec<Relation>,
+    columns: Vec<RawColumn<'a>>,
+    functions: Vec<String>,
+    aliases: HashMap<&'a str, AliasTarget>,
+    /// FROM items that are not relations: subqueries, functions, CTEs.
+    other_sources: usize,
+    properties: Properties,
+}
+
+impl<'a> Visitor<'a> for Collector<'a> {
+    fn enter(&mut self, visit: Visit<'a>) {
+        let statement = match classify(visit.node) {
+            Some(kc) => Some(kc),
+            // Whatever stands at the root is a statement; one we cannot name is unknown.
+            None if self.frames.is_empty() => Some((Kind::Other, Class::Unknown)),
+            None => None,
+        };
+        if let Some((kind, class)) = statement {
+            self.enter_statement(visit.node, kind, class);
+        }
+        match visit.node {
+            NodeRef::RangeVar(rv) => self.range_var(visit, rv),
+            NodeRef::FuncCall(call) => self.function(call),
+            NodeRef::ColumnRef(column) => self.column_ref(column),
+            NodeRef::ResTarget(target) => self.target_column(visit, target),
+            NodeRef::RangeSubselect(s) => self.other_source(s.alias.as_ref()),
+            NodeRef::RangeFunction(f) => self.other_source(f.alias.as_ref()),
+            NodeRef::RangeTableFunc(f) => self.other_source(f.alias.as_ref()),
+            NodeRef::JsonTable(t) => self.other_source(t.alias.as_ref()),
+            NodeRef::WithClause(with) => {
+                if let Some(scope) = self.ctes.last_mut() {
+                    if !with.recursive {
+                        scope.visible = 0;
+                    }
+                }
+            }
+            NodeRef::CommonTableExpr(cte) if self.dry == 0 => {
+                let query = cte.ctequery.as_deref().and_then(|n| n.node.as_ref());
+                if matches!(
+                    query,
+                    Some(N::InsertStmt(_) | N::UpdateStmt(_) | N::DeleteStmt(_) | N::MergeStmt(_))
+                ) {
+                    self.properties.data_modifying_cte = true;
+                }
+            }
+            NodeRef::DropStmt(drop) => self.dropped_relations(drop),
+            _ => {}
+        }
+        self.depth += 1;
+    }
+
+    fn leave(&mut self, visit: Visit<'a>) {
+        self.depth = self.depth.saturating_sub(1);
+        match (visit.node, visit.parent) {
+            (NodeRef::CommonTableExpr(_), Some(NodeRef::WithClause(_))) => {
+                if let Some(scope) = self.ctes.last_mut() {
+                    if !scope.recursive {
+                        scope.visible = (scope.visible + 1).min(scope.names.len());
+                    }
+                }
+            }
+            (NodeRef::WithClause(_), _) => {
+                if let Some(scope) = self.ctes.last_mut() {
+                    scope.visible = scope.names.len();
+                }
+            }
+            _ => {}
+        }
+        if self.frames.last().is_some_and(|f| f.depth == self.depth) {
+            if let Some(frame) = self.frames.pop() {
+                if frame.has_ctes {
+                    self.ctes.pop();
+                }
+                if frame.dry {
+                    self.dry = self.dry.saturating_sub(1);
+                }
+            }
+        }
+    }
+}
+
+impl<'a> Collector<'a> {
+    fn enter_statement(&mut self, node: NodeRef<'a>, kind: Kind, class: Class) {
+        let runs = self.dry == 0;
+        match self.root {
+            None => {
+                self.root = Some((kind, class));
+                self.class = Some(class);
+            }
+            Some((root_kind, _)) if runs => {
+                self.class = Some(self.class.unwrap_or(class).max(class));
+                if kind != root_kind && !self.inner_kinds.contains(&kind) {
+                    self.inner_kinds.push(kind);
+                }
+            }
+            Some(_) => {}
+        }
+
+        let mut frame = Frame {
+            node,
+            depth: self.depth,
+            class,
+            target: None,
+            has_ctes: false,
+            dry: false,
+        };
+        let mut with = None;
+        match node {
+            NodeRef::SelectStmt(s) => {
+                with = s.with_clause.as_ref();
+                if runs && s.into_clause.is_some() {
+                    self.properties.select_into = true;
+                    self.class = self.class.map(|c| c.max(Class::Write));
+                }
+            }
+            NodeRef::InsertStmt(s) => {
+                with = s.with_clause.as_ref();
+                frame.target = s.relation.as_ref().map(qualified);
+            }
+            NodeRef::UpdateStmt(s) => {
+                with = s.with_clause.as_ref();
+                frame.target = s.relation.as_ref().map(qualified);
+                if runs {
+                    self.saw_where(s.where_clause.is_some());
+                }
+            }
+            NodeRef::DeleteStmt(s) => {
+                with = s.with_clause.as_ref();
+                frame.target = s.relation.as_ref().map(qualified);
+                if runs {
+                    self.saw_where(s.where_clause.is_some());
+                }
+            }
+            NodeRef::MergeStmt(s) => {
+                with = s.with_clause.as_ref();
+                frame.target = s.relation.as_ref().map(qualified);
+            }
+            NodeRef::CopyStmt(s) => {
+                frame.target = s.relation.as_ref().map(qualified);
+                self.properties.copy = Some(CopyInfo {
+                    direction: if s.is_from {
+                        CopyDirection::From
+                    } else {
+                        CopyDirection::To
+                    },
+                    program: s.is_program,
+                    stdio: !s.is_program && s.filename.is_empty(),
+                });
+                for column in strings(&s.attlist) {
+                    self.columns.push(RawColumn::OfTarget {
+                        relation: frame.target.clone(),
+                        column,
+                    });
+                }
+            }
+            NodeRef::ExplainStmt(s) => {
+                if explains_analyze(s) {
+                    self.properties.explain_analyze = true;
+                } else {
+                    frame.dry = true;
+                    self.dry += 1;
+                }
+            }
+            NodeRef::VariableSetStmt(s) => {
+                let name = if s.name.is_empty() { "all" } else { &s.name };
+                self.properties.parameter = Some(name.to_ascii_lowercase());
+            }
+            NodeRef::VariableShowStmt(s) => {
+                self.properties.parameter = Some(s.name.to_ascii_lowercase());
+            }
+            NodeRef::PrepareStmt(s) => self.properties.prepared_name = Some(s.name.clone()),
+            NodeRef::ExecuteStmt(s) => self.properties.prepared_name = Some(s.name.clone()),
+            NodeRef::DeallocateStmt(s) if !s.name.is_empty() => {
+                self.properties.prepared_name = Some(s.name.clone());
+            }
+            _ => {}
+        }
+        if let Some(with) = with {
+            let names = with
+                .ctes
+                .iter()
+                .filter_map(|n| match &n.node {
+                    Some(N::CommonTableExpr(cte)) => Some(cte.ctename.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>();
+            self.ctes.push(CteScope {
+                visible: names.len(),
+                names,
+                recursive: with.recursive,
+            });
+            frame.has_ctes = true;
+        }
+        self.frames.push(frame);
+    }
+
+    /// Every UPDATE and DELETE that runs must have a WHERE for the statement to count as having one.
+    fn saw_where(&mut self, has_where: bool) {
+        let all = self.properties.has_where.unwrap_or(true);
+        self.properties.has_where = Some(all && has_where);
+    }
+
+    fn range_var(&mut self, visit: Visit<'a>, rv: &'a pb::RangeVar) {
+        let is_target = matches!(
+            (visit.parent, visit.field),
+            (
+                Some(
+                    NodeRef::InsertStmt(_)
+                        | NodeRef::UpdateStmt(_)
+                        | NodeRef::DeleteStmt(_)
+                        | NodeRef::MergeStmt(_)
+                ),
+                "relation"
+            ) | (Some(NodeRef::IntoClause(_)), "rel")
+        );
+        // `FOR UPDATE OF x` names a FROM item already seen, not a new relation.
+        if matches!(visit.parent, Some(NodeRef::LockingClause(_))) {
+            return;
+        }
+        // DML targets are never CTEs: PostgreSQL looks them up as relations.
+        if !is_target && rv.schemaname.is_empty() && self.cte_visible(&rv.relname) {
+            let name = rv
+                .alias
+                .as_ref()
+                .map_or(rv.relname.as_str(), |a| a.aliasname.as_str());
+            self.alias(name, AliasTarget::NotRelation);
+            self.other_sources += 1;
+            return;
+        }
+        let access = if self.dry > 0 {
+            Access::Read
+        } else if is_target {
+            Access::Write
+        } else {
+            self.access_in_frame()
+        };
+        let relation = Relation {
+            schema: (!rv.schemaname.is_empty()).then(|| rv.schemaname.clone()),
+            name: rv.relname.clone(),
+            access,
+        };
+        if let Some(alias) = &rv.alias {
+            self.alias(
+                &alias.aliasname,
+                AliasTarget::Relation(relation.qualified_name()),
+            );
+        }
+        self.add_relation(relation);
+    }
+
+    /// How a relation named directly by the innermost statement is touched:
+    /// queries read, COPY goes by direction, and anything that changes
+    /// definitions, privileges or the server acts on the relation.
+    fn access_in_frame(&self) -> Access {
+        let Some(frame) = self.frames.last() else {
+            return Access::Write;
+        };
+        match frame.node {
+            NodeRef::SelectStmt(_)
+            | NodeRef::InsertStmt(_)
+            | NodeRef::UpdateStmt(_)
+            | NodeRef::DeleteStmt(_)
+            | NodeRef::MergeStmt(_) => Access::Read,
+            NodeRef::CopyStmt(s) if s.is_from => Access::Write,
+            NodeRef::CopyStmt(_) => Access::Read,
+            _ if frame.class.severity() >= Class::Write.severity() => Access::Write,
+            _ => Access::Read,
+        }
+    }
+
+    fn add_relation(&mut self, relation: Relation) {
+        if !self.relations.contains(&relation) {
+            self.relations.push(relation);
+        }
+    }
+
+    fn cte_visible(&self, name: &str) -> bool {
+        self.ctes
+            .iter()
+            .any(|scope| scope.names[..scope.visible.min(scope.names.len())].contains(&name))
+    }
+
+    fn alias(&mut self, alias: &'a str, target: AliasTarget) {
+        let entry = self.aliases.entry(alias).or_insert_with(|| target.clone());
+        if *entry != target {
+            *entry = AliasTarget::Ambiguous;
+        }
+    }
+
+    fn other_source(&mut self, alias: Option<&'a pb::Alias>) {
+        self.other_sources += 1;
+        if let Some(alias) = alias {
+            self.alias(&alias.aliasname, AliasTarget::NotRelation);
+        }
+    }
+
+    fn function(&mut self, call: &'a pb::FuncCall) {
+        let name = strings(&call.funcname).collect::<Vec<_>>().join(".");
+        if !name.is_empty() && !self.functions.contains(&name) {
+            self.functions.push(name);
+        }
+    }
+
+    fn column_ref(&mut self, column: &'a pb::ColumnRef) {
+        let mut parts = column
+            .fields
+            .iter()
+            .filter_map(|f| match &f.node {
+                Some(N::String(s)) => Some(s.sval.as_str()),
+                Some(N::AStar(_)) => Some("*"),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        if let Some(column) = parts.pop() {
+            self.columns.push(RawColumn::Named {
+                qualifier: parts,
+                column,
+            });
+        }
+    }
+
+    /// Columns assigned by INSERT, UPDATE, ON CONFLICT DO UPDATE and MERGE
+    /// belong to the statement's target.
+    fn target_column(&mut self, visit: Visit<'a>, target: &'a pb::ResTarget) {
+        let assigns = matches!(
+            (visit.parent, visit.field),
+            (Some(NodeRef::InsertStmt(_)), "cols")
+                | (
+                    Some(
+                        NodeRef::UpdateStmt(_)
+                            | NodeRef::OnConflictClause(_)
+                            | NodeRef::MergeWhenClause(_)
+                    ),
+                    "target_list"
+                )
+        );
+        if assigns && !target.name.is_empty() {
+            let relation = self.frames.last().and_then(|f| f.target.clone());
+            self.columns.push(RawColumn::OfTarget {
+                relation,
+                column: &target.name,
+            });
+        }
+    }
+
+    /// DROP names its objects as name lists, not RangeVars.
+    fn dropped_relations(&mut self, drop: &'a pb::DropStmt) {
+        let object = crate::classify::object(drop.remove_type);
+        // For triggers, rules and policies the last name is the object itself, on the relation before it.
+        let skip = match object {
+            ObjectType::Table
+            | ObjectType::View
+            | ObjectType::MaterializedView
+            | ObjectType::Index
+            | ObjectType::Sequence
+            | ObjectType::ForeignTable => 0,
+            ObjectType::Trigger | ObjectType::Rule | ObjectType::Policy => 1,
+            _ => return,
+        };
+        for item in &drop.objects {
+            let Some(N::List(list)) = &item.node else {
+                continue;
+            };
+            let names = strings(&list.items).collect::<Vec<_>>();
+            let names = &names[..names.len().saturating_sub(skip)];
+            if let [.., schema, name] = names {
+                self.add_relation(Relation {
+                    schema: Some((*schema).to_owned()),
+                    name: (*name).to_owned(),
+                    access: Access::Write,
+                });
+            } else if let [name] = names {
+                self.add_relation(Relation {
+                    schema: None,
+                    name: (*name).to_owned(),
+                    access: Access::Write,
+                });
+            }
+        }
+    }
+
+    fn finish(self) -> Findings {
+        let (kind, root_class) = self.root.unwrap_or((Kind::Other, Class::Unknown));
+        let class = self.class.unwrap_or(root_class);
+        let mut names = self
+            .relations
+            .iter()
+            .map(Relation::qualified_name)
+            .collect::<Vec<_>>();
+        names.sort();
+        names.dedup();
+        // An unqualified column belongs to the only relation in the statement, if there is one.
+        let only = match names.as_slice() {
+            [name] if self.other_sources == 0 => Some(name.clone()),
+            _ => None,
+        };
+        let mut columns: Vec<ColumnRef> = Vec::new();
+        for raw in &self.columns {
+            let column = match raw {
+                RawColumn::Named { qualifier, column } => ColumnRef {
+                    relation: self.resolve(qualifier, &only),
+                    column: (*column).to_owned(),
+                },
+                RawColumn::OfTarget { relation, column } => ColumnRef {
+                    relation: relation.clone(),
+                    column: (*column).to_owned(),
+                },
+            };
+            if !columns.contains(&column) {
+                columns.push(column);
+            }
+        }
+        Findings {
+            kind,
+            class,
+            inner_kinds: self.inner_kinds,
+            relations: self.relations,
+            columns,
+            functions: self.functions,
+            properties: self.properties,
+        }
+    }
+
+    fn resolve(&self, qualifier: &[&str], only: &Option<String>) -> Option<String> {
+        match qualifier {
+            [] => only.clone(),
+            [name] => match self.aliases.get(name) {
+                Some(AliasTarget::Relation(relation)) => Some(relation.clone()),
+                Some(_) => None,
+                None => {
+                    let mut matching = self.relations.iter().filter(|r| r.name == *name);
+                    match (matching.next(), matching.next()) {
+                        (Some(r), None) => Some(r.qualified_name()),
+                        _ => Some((*name).to_owned()),
+                    }
+                }
+            },
+            [.., schema, name] => Some(format!("{schema}.{name}")),
+        }
+    }
+}
+
+fn qualified(rv: &pb::RangeVar) -> String {
+    if rv.schemaname.is_empty() {
+        rv.relname.clone()
+    } else {
+        format!("{}.{}", rv.schemaname, rv.relname)
+    }
+}
+
+/// The `String` nodes of a name list.
+fn strings(nodes: &[pb::Node]) -> impl Iterator<Item = &str> {
+    nodes.iter().filter_map(|n| match &n.node {
+        Some(N::String(s)) => Some(s.sval.as_str()),
+        _ => None,
+    })
+}
+
+/// Whether an EXPLAIN runs its statement. PostgreSQL reads `ANALYZE` as false
+/// only for `false`, `off` or `0`; anything else it accepts means true.
+fn explains_analyze(stmt: &pb::ExplainStmt) -> bool {
+    stmt.options.iter().any(|option| match &option.node {
+        Some(N::DefElem(def)) if def.defname == "analyze" => {
+            match def.arg.as_deref().and_then(|n| n.node.as_ref()) {
+                Some(N::String(s)) => {
+                    !(s.sval.eq_ignore_ascii_case("false") || s.sval.eq_ignore_ascii_case("off"))
+                }
+                Some(N::Integer(i)) => i.ival != 0,
+                Some(N::Boolean(b)) => b.boolval,
+                _ => true,
+            }
+        }
+        _ => false,
+    })
+}
