@@ -90,6 +90,21 @@ fn passwd_prints_a_verifier_that_config_accepts() {
     assert!(parsed.verify_password("s3cret"));
 }
 
+/// One statement through the quickstart's `demo` as alice.
+fn psql_as_alice(port: u16, sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .args([
+            "-X",
+            "-At",
+            &format!("host=127.0.0.1 port={port} dbname=demo user=alice"),
+            "-c",
+            sql,
+        ])
+        .env("PGPASSWORD", "alice-demo")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn serve_answers_psql_and_stops_on_sigterm() {
     let port = {
@@ -124,17 +139,7 @@ fn serve_answers_psql_and_stops_on_sigterm() {
         }
     }
 
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-At",
-            &format!("host=127.0.0.1 port={port} dbname=demo user=alice"),
-            "-c",
-            "SELECT 6 * 7",
-        ])
-        .env("PGPASSWORD", "alice-demo")
-        .output()
-        .unwrap();
+    let out = psql_as_alice(port, "SELECT 6 * 7");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "42",
@@ -157,17 +162,7 @@ fn serve_answers_psql_and_stops_on_sigterm() {
             break;
         }
     }
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-At",
-            &format!("host=127.0.0.1 port={port} dbname=demo user=alice"),
-            "-c",
-            "SELECT 'still here'",
-        ])
-        .env("PGPASSWORD", "alice-demo")
-        .output()
-        .unwrap();
+    let out = psql_as_alice(port, "SELECT 'still here'");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "still here");
 
     let term = Command::new("kill")

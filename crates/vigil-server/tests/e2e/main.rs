@@ -4,7 +4,9 @@
 mod harness;
 
 mod bad_input;
+mod client_tls;
 mod clients;
+mod impostor;
 mod psql;
 mod python;
 mod shutdown;

@@ -1,21 +1,16 @@
-//! TLS and passwords on both sides of Vigil: logging in to an upstream that
-//! demands SCRAM-SHA-256, MD5 or a cleartext password (and TLS), on a cluster
-//! each test starts for itself; refusing an impostor upstream the methods
-//! `auth_methods` does not allow; and TLS between clients and Vigil.
+//! Logging in to an upstream that demands SCRAM-SHA-256, MD5 or a cleartext
+//! password (and TLS), on a cluster each test starts for itself; and the
+//! helpers the impostor and client-TLS tests share.
 
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_postgres::error::SqlState;
 
-use crate::harness::{
-    config_toml, make_certs, stderr, stdout, Proxy, TempDir, TestDb, ALICE_PASSWORD,
-};
+use crate::harness::{config_toml, make_certs, stderr, stdout, Proxy, TempDir, ALICE_PASSWORD};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -284,7 +279,7 @@ fn free_port() -> u16 {
 
 /// Puts `password` in an environment variable no other test uses and returns
 /// the config line naming it.
-fn password_env(tag: &str, password: &str) -> String {
+pub(crate) fn password_env(tag: &str, password: &str) -> String {
     let var = format!("VIGIL_E2E_UPSTREAM_{tag}_{}", std::process::id());
     std::env::set_var(&var, password);
     format!("password_env = \"{var}\"")
@@ -303,14 +298,14 @@ const INSECURE_MD5: &str = "auth_methods = [\"md5\"]\nallow_insecure_auth = true
 const INSECURE_CLEARTEXT: &str = "auth_methods = [\"password\"]\nallow_insecure_auth = true";
 
 /// Fails the test instead of hanging it when Vigil stops answering.
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+pub(crate) async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), future)
         .await
         .unwrap_or_else(|_| panic!("{what} took longer than 20 s"))
 }
 
 /// Logs in to Vigil as alice, asking for `dbname`.
-async fn connect(
+pub(crate) async fn connect(
     proxy: &Proxy,
     dbname: &str,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
@@ -343,7 +338,7 @@ async fn upstream_session(client: &tokio_postgres::Client) -> (String, bool) {
 
 /// Expects the login to fail with Vigil's own "could not connect upstream"
 /// FATAL, and returns everything the client was told.
-async fn expect_upstream_failure(proxy: &Proxy, dbname: &str) -> String {
+pub(crate) async fn expect_upstream_failure(proxy: &Proxy, dbname: &str) -> String {
     let error = match connect(proxy, dbname).await {
         Ok(_) => panic!("login to {dbname} should have failed"),
         Err(error) => error,
@@ -527,406 +522,4 @@ async fn a_wrong_service_password_fails_without_showing_it() {
         )),
         "{log}"
     );
-}
-
-/// An impostor at the upstream address: a listener that reads the startup
-/// message, runs `script` on the connection, and returns from its task what
-/// the script collected. Returns the `host:port` Vigil should be pointed at.
-async fn fake_upstream<F, Fut>(script: F) -> (String, tokio::task::JoinHandle<Vec<u8>>)
-where
-    F: FnOnce(TcpStream) -> Fut + Send + 'static,
-    Fut: Future<Output = Vec<u8>> + Send,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let task = tokio::spawn(async move {
-        let (mut stream, _) = within("Vigil's connection", listener.accept())
-            .await
-            .unwrap();
-        let len = stream.read_i32().await.unwrap();
-        let mut startup = vec![0; usize::try_from(len - 4).unwrap()];
-        stream.read_exact(&mut startup).await.unwrap();
-        script(stream).await
-    });
-    (addr, task)
-}
-
-/// A `[[databases]]` entry for a fake upstream at `addr`, with the default
-/// `auth_methods` (SCRAM only, as a password is configured).
-fn fake_database(name: &str, addr: &str, password: &str) -> String {
-    format!(
-        "[[databases]]\nname = \"{name}\"\nupstream = \"{addr}\"\ndatabase = \"postgres\"\n\
-         user = \"svc\"\nconnect_timeout_ms = 5000\n{password}\n"
-    )
-}
-
-/// An Authentication message: request `code`, then `payload`.
-fn auth_request(code: i32, payload: &[u8]) -> Vec<u8> {
-    let mut message = vec![b'R'];
-    message.extend_from_slice(&(8 + i32::try_from(payload.len()).unwrap()).to_be_bytes());
-    message.extend_from_slice(&code.to_be_bytes());
-    message.extend_from_slice(payload);
-    message
-}
-
-/// AuthenticationOk and the rest of a successful startup, up to ReadyForQuery.
-fn login_complete() -> Vec<u8> {
-    let mut out = auth_request(0, b"");
-    out.extend_from_slice(b"S\0\0\0\x19server_version\x0015.0\0");
-    out.extend_from_slice(b"K\0\0\0\x0c\0\0\0\x2a\0\0\0\x07");
-    out.extend_from_slice(b"Z\0\0\0\x05I");
-    out
-}
-
-/// One message from Vigil: its tag and body.
-async fn read_message(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let tag = stream.read_u8().await.unwrap();
-    let len = stream.read_i32().await.unwrap();
-    let mut body = vec![0; usize::try_from(len - 4).unwrap()];
-    stream.read_exact(&mut body).await.unwrap();
-    (tag, body)
-}
-
-/// Every byte Vigil sends until it hangs up.
-async fn until_closed(mut stream: TcpStream) -> Vec<u8> {
-    let mut received = Vec::new();
-    within("Vigil to hang up", stream.read_to_end(&mut received))
-        .await
-        .expect("reading from Vigil");
-    received
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The default `auth_methods` is SCRAM only, so a server asking for the
-/// password in clear, or for an MD5 hash of it, gets nothing at all.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_impostor_asking_for_cleartext_or_md5_never_gets_the_password() {
-    const SECRET: &str = "Impostor-bait-pw-6e0b";
-    let password = password_env("IMPOSTOR", SECRET);
-    let asks = |request: Vec<u8>| {
-        fake_upstream(|mut stream| async move {
-            stream.write_all(&request).await.unwrap();
-            until_closed(stream).await
-        })
-    };
-    let (cleartext_addr, cleartext) = asks(auth_request(3, b"")).await;
-    let (md5_addr, md5) = asks(auth_request(5, b"salt")).await;
-    let proxy = Proxy::start(&config_toml(
-        "postgres",
-        "",
-        &format!(
-            "{}\n{}",
-            fake_database("cleartext_db", &cleartext_addr, &password),
-            fake_database("md5_db", &md5_addr, &password)
-        ),
-    ));
-
-    for (dbname, impostor) in [("cleartext_db", cleartext), ("md5_db", md5)] {
-        let told = expect_upstream_failure(&proxy, dbname).await;
-        assert!(
-            !told.contains(SECRET),
-            "the client saw the password:\n{told}"
-        );
-        let received = within("the impostor", impostor).await.unwrap();
-        assert!(
-            !contains(&received, SECRET.as_bytes()),
-            "{dbname}: the impostor got the password: {received:?}"
-        );
-        assert!(
-            received.is_empty(),
-            "{dbname}: Vigil answered the impostor with {received:?}"
-        );
-    }
-}
-
-/// An impostor cannot finish SCRAM (it cannot sign SASLFinal without the
-/// password), so it declares the login done instead; Vigil must not agree.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_impostor_skipping_scrams_final_proof_gets_no_session() {
-    let password = password_env("SKIP_FINAL", "Skip-final-pw-0c3d");
-    // AuthenticationOk right after SASLContinue, in place of SASLFinal.
-    let (after_continue_addr, after_continue) = fake_upstream(|mut stream| async move {
-        stream
-            .write_all(&auth_request(10, b"SCRAM-SHA-256\0\0"))
-            .await
-            .unwrap();
-        let (tag, initial) = read_message(&mut stream).await;
-        assert_eq!(tag, b'p', "SASLInitialResponse");
-        let at = initial
-            .windows(2)
-            .position(|w| w == b"r=")
-            .expect("client nonce");
-        let nonce = String::from_utf8(initial[at + 2..].to_vec()).unwrap();
-        let server_first = format!("r={nonce}impostor,s=c2FsdHNhbHQ=,i=4096");
-        stream
-            .write_all(&auth_request(11, server_first.as_bytes()))
-            .await
-            .unwrap();
-        let (tag, _) = read_message(&mut stream).await;
-        assert_eq!(tag, b'p', "SASLResponse");
-        stream.write_all(&login_complete()).await.unwrap();
-        until_closed(stream).await
-    })
-    .await;
-    // AuthenticationOk right after AuthenticationSASL.
-    let (after_sasl_addr, after_sasl) = fake_upstream(|mut stream| async move {
-        stream
-            .write_all(&auth_request(10, b"SCRAM-SHA-256\0\0"))
-            .await
-            .unwrap();
-        let (tag, _) = read_message(&mut stream).await;
-        assert_eq!(tag, b'p', "SASLInitialResponse");
-        stream.write_all(&login_complete()).await.unwrap();
-        until_closed(stream).await
-    })
-    .await;
-    let proxy = Proxy::start(&config_toml(
-        "postgres",
-        "",
-        &format!(
-            "{}\n{}",
-            fake_database("after_continue_db", &after_continue_addr, &password),
-            fake_database("after_sasl_db", &after_sasl_addr, &password)
-        ),
-    ));
-
-    for (dbname, impostor) in [
-        ("after_continue_db", after_continue),
-        ("after_sasl_db", after_sasl),
-    ] {
-        expect_upstream_failure(&proxy, dbname).await;
-        // Vigil hung up on the "logged-in" connection without a word: no
-        // client query (or anything else) reached the impostor.
-        let received = within("the impostor", impostor).await.unwrap();
-        assert!(
-            received.is_empty(),
-            "{dbname}: the impostor received {received:?}"
-        );
-    }
-}
-
-/// psql to Vigil's `demo` as alice; `settings` go into the connection string.
-/// psql as alice, by name so `sslmode=verify-full` can check `localhost`.
-fn psql(proxy: &Proxy, settings: &str, args: &[&str]) -> Output {
-    let settings = format!("host=localhost hostaddr=127.0.0.1 {settings}");
-    proxy.psql_with("alice", ALICE_PASSWORD, &settings, args)
-}
-
-fn server_tls(certs: &TempDir) -> String {
-    let (_, cert, key) = make_certs(&certs.0);
-    format!(
-        "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}",
-        cert.display(),
-        key.display()
-    )
-}
-
-#[test]
-fn clients_can_verify_vigils_certificate() {
-    let db = TestDb::create("client_tls");
-    let certs = TempDir::new("client-tls");
-    let proxy = Proxy::start(&config_toml(&db.name, &server_tls(&certs), ""));
-    let ca = certs.0.join("ca.pem");
-
-    let verified = format!("sslmode=verify-full sslrootcert={}", ca.display());
-    let out = psql(&proxy, &verified, &["-c", "\\conninfo", "-c", "SELECT 1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("SSL connection"), "{}", stdout(&out));
-
-    let out = psql(&proxy, "sslmode=require", &["-At", "-c", "SELECT 1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "1");
-}
-
-/// PostgreSQL 17's `sslnegotiation=direct` opens with TLS at once; psycopg's
-/// bundled libpq (18) speaks it, psql 15 does not.
-#[test]
-fn direct_tls_negotiation_works_and_needs_alpn() {
-    let db = TestDb::create("client_direct_tls");
-    let certs = TempDir::new("client-direct-tls");
-    let proxy = Proxy::start(&config_toml(&db.name, &server_tls(&certs), ""));
-    let ca = certs.0.join("ca.pem");
-    let script = r#"
-import sys, psycopg
-with psycopg.connect(sys.argv[1]) as conn:
-    print(conn.pgconn.ssl_in_use, conn.execute("SELECT 41 + 1").fetchone()[0])
-"#;
-    let conninfo = format!(
-        "{} password={ALICE_PASSWORD} host=localhost hostaddr=127.0.0.1 sslmode=verify-full sslnegotiation=direct sslrootcert={}",
-        proxy.conninfo("alice"),
-        ca.display()
-    );
-    let out = Command::new("python3")
-        .args(["-c", script, &conninfo])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "True 42");
-
-    // A TLS client that does not say it speaks PostgreSQL is turned away.
-    let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{}", proxy.port),
-            "-alpn",
-            "http/1.1",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        !stdout(&out).contains("ALPN protocol: http/1.1"),
-        "{}",
-        stdout(&out)
-    );
-}
-
-#[test]
-fn without_server_tls_require_fails_and_prefer_falls_back() {
-    let db = TestDb::create("client_no_tls");
-    let proxy = Proxy::start(&config_toml(&db.name, "", ""));
-
-    let out = psql(&proxy, "sslmode=require", &["-c", "SELECT 1"]);
-    assert!(
-        !out.status.success(),
-        "sslmode=require connected without TLS"
-    );
-    assert!(stderr(&out).contains("SSL"), "{}", stderr(&out));
-
-    let out = psql(
-        &proxy,
-        "sslmode=prefer",
-        &["-c", "\\conninfo", "-At", "-c", "SELECT 1"],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!stdout(&out).contains("SSL connection"), "{}", stdout(&out));
-    assert!(stdout(&out).ends_with("1\n"), "{}", stdout(&out));
-}
-
-/// `[auth] method = "password"` sends the password itself, so only over TLS.
-#[tokio::test(flavor = "multi_thread")]
-async fn cleartext_client_auth_needs_tls() {
-    let db = TestDb::create("client_password");
-    let certs = TempDir::new("client-password");
-    let alice = vigil_auth::Verifier::generate(ALICE_PASSWORD, 4096);
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-{tls}
-
-[auth]
-method = "password"
-failure_delay_ms = 10
-
-[[databases]]
-name = "demo"
-upstream = "127.0.0.1:5432"
-database = "{db}"
-user = "postgres"
-
-[[identities]]
-name = "alice"
-password = "{alice}"
-"#,
-        tls = server_tls(&certs),
-        db = db.name,
-    );
-    let proxy = Proxy::start(&toml);
-
-    let error = match connect(&proxy, "demo").await {
-        Ok(_) => panic!("a cleartext password was accepted without TLS"),
-        Err(error) => error,
-    };
-    let refused = error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("not a server error: {error:?}"));
-    assert_eq!(
-        refused.code(),
-        &SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
-        "{refused:?}"
-    );
-    assert_eq!(
-        refused.message(),
-        "password authentication needs an encrypted connection"
-    );
-
-    let out = psql(&proxy, "sslmode=require", &["-At", "-c", "SELECT 1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "1");
-}
-
-/// Over TLS Vigil offers SCRAM-SHA-256-PLUS bound to its certificate, so a
-/// client that insists on channel binding gets in, and a relay that stripped
-/// TLS could not pass its login on.
-#[test]
-fn channel_binding_required_by_psql_works_over_tls() {
-    let db = TestDb::create("client_channel_binding");
-    let certs = TempDir::new("client-channel-binding");
-    let proxy = Proxy::start(&config_toml(&db.name, &server_tls(&certs), ""));
-
-    let out = psql(
-        &proxy,
-        "sslmode=require channel_binding=require",
-        &["-At", "-c", "SELECT 40 + 2"],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "42");
-
-    // channel_binding=prefer (the default) binds too, and still works.
-    let out = psql(&proxy, "sslmode=require", &["-At", "-c", "SELECT 1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "1");
-
-    // A client that cannot bind picks plain SCRAM-SHA-256 ("n,,").
-    let out = psql(
-        &proxy,
-        "sslmode=require channel_binding=disable",
-        &["-At", "-c", "SELECT 1"],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "1");
-
-    // Without TLS there is nothing to bind to: libpq refuses by itself.
-    let out = psql(
-        &proxy,
-        "sslmode=disable channel_binding=require",
-        &["-At", "-c", "SELECT 1"],
-    );
-    assert!(
-        !out.status.success(),
-        "channel_binding=require connected without TLS"
-    );
-    assert!(stderr(&out).contains("channel binding"), "{}", stderr(&out));
-}
-
-/// psycopg's bundled libpq (18) binds too, also over direct TLS negotiation.
-#[test]
-fn channel_binding_required_by_psycopg_works_over_tls() {
-    let db = TestDb::create("client_channel_binding_psycopg");
-    let certs = TempDir::new("client-channel-binding-psycopg");
-    let proxy = Proxy::start(&config_toml(&db.name, &server_tls(&certs), ""));
-    let ca = certs.0.join("ca.pem");
-    let script = r#"
-import sys, psycopg
-with psycopg.connect(sys.argv[1]) as conn:
-    print(conn.pgconn.ssl_in_use, conn.execute("SELECT 41 + 1").fetchone()[0])
-"#;
-    for negotiation in ["postgres", "direct"] {
-        let conninfo = format!(
-            "{} password={ALICE_PASSWORD} host=localhost hostaddr=127.0.0.1 sslmode=verify-full sslrootcert={} sslnegotiation={negotiation} channel_binding=require",
-            proxy.conninfo("alice"),
-            ca.display()
-        );
-        let out = Command::new("python3")
-            .args(["-c", script, &conninfo])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{negotiation}: {}", stderr(&out));
-        assert_eq!(stdout(&out).trim(), "True 42", "{negotiation}");
-    }
 }
