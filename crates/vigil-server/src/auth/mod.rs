@@ -10,12 +10,13 @@ use std::time::Instant;
 
 pub(crate) use throttle::Throttle;
 use vigil_auth::{Binding, ScramServer, Verifier, SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
-use vigil_config::{AuthMethod, Config};
+use vigil_config::AuthMethod;
 use vigil_wire::backend;
 use vigil_wire::fields::{self, SaslInitial};
 use vigil_wire::tags::frontend::PASSWORD;
 
 use crate::session::client::ClientConn;
+use crate::state::Snapshot;
 use crate::{AuthMethodUsed, Identity, SessionError, State};
 
 /// The result of one exchange: the client proved the password or did not.
@@ -24,16 +25,19 @@ enum Proof {
     Invalid(String),
 }
 
-/// Authenticates `user`. On success the AuthenticationOk is queued in
-/// `conn.out`; on a wrong password the failure is counted and delayed.
+/// Authenticates `user` against the session's `snapshot` (its identities,
+/// and the certificate the client was shown, for channel binding). On
+/// success the AuthenticationOk is queued in `conn.out`; on a wrong password
+/// the failure is counted and delayed.
 pub(crate) async fn authenticate(
     conn: &mut ClientConn,
     state: &State,
-    config: &Config,
+    snapshot: &Snapshot,
     user: &str,
     client_addr: SocketAddr,
     application_name: Option<&str>,
 ) -> Result<Identity, SessionError> {
+    let config = &snapshot.config;
     let ip = client_addr.ip();
     if let Some(retry_after_secs) = state.throttle.locked(ip, Instant::now()) {
         return Err(SessionError::LockedOut { retry_after_secs });
@@ -58,7 +62,10 @@ pub(crate) async fn authenticate(
                 conn,
                 verifier,
                 !known,
-                tls_end_point(conn, state).as_deref(),
+                snapshot
+                    .tls_end_point
+                    .as_deref()
+                    .filter(|_| conn.stream.is_tls()),
             )
             .await?,
             AuthMethodUsed::ScramSha256,
@@ -119,15 +126,6 @@ async fn password_message(conn: &mut ClientConn) -> Result<bytes::Bytes, Session
         });
     }
     Ok(body)
-}
-
-/// The channel-binding data for this connection: only over TLS, and only
-/// when the server's certificate gives some.
-fn tls_end_point(conn: &ClientConn, state: &State) -> Option<Vec<u8>> {
-    if !conn.stream.is_tls() {
-        return None;
-    }
-    state.snapshot().tls_end_point.clone()
 }
 
 /// `end_point` is the `tls-server-end-point` data when the connection can

@@ -148,7 +148,7 @@ async fn establish(
     let identity = auth::authenticate(
         conn,
         state,
-        config,
+        &snapshot,
         startup.user,
         client_addr,
         startup.application_name,
