@@ -1,0 +1,1 @@
+//! Vigil's audit trail (being built for issue 5).
