@@ -7,6 +7,7 @@
 
 mod error;
 mod model;
+mod policy;
 mod secret;
 mod validate;
 
@@ -33,7 +34,8 @@ impl Config {
         let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError::parse(&file, text, &e))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let problems = validate::validate(&mut config, base);
+        let mut problems = validate::validate(&mut config, base);
+        policy::build(&mut config, &file, base, &mut problems)?;
         if problems.is_empty() {
             Ok(config)
         } else {

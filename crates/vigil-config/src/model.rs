@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use vigil_auth::Verifier;
+use vigil_policy::{Action, Policy, PolicySettings, RuleConfig};
 
 use crate::Secret;
 
@@ -19,6 +21,14 @@ pub struct Config {
     pub databases: Vec<Database>,
     #[serde(default)]
     pub identities: Vec<IdentityConfig>,
+    #[serde(default)]
+    pub policy: PolicySettings,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// The checked policy: these rules, those of the included files and the
+    /// guardrail pack when it is on.
+    #[serde(skip)]
+    pub compiled_policy: Arc<Policy>,
 }
 
 impl Config {
@@ -131,6 +141,9 @@ pub struct Database {
     pub inline_password: Option<toml::Value>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// What a statement no rule matches gets: allow, review or deny.
+    #[serde(default = "defaults::default_action")]
+    pub default_action: Action,
     #[serde(default)]
     pub tls: UpstreamTls,
     #[serde(default = "defaults::connect_timeout_ms")]
@@ -212,8 +225,11 @@ pub struct IdentityConfig {
 }
 
 mod defaults {
-    use super::AuthMethod;
+    use super::{Action, AuthMethod};
 
+    pub fn default_action() -> Action {
+        Action::Allow
+    }
     pub fn max_message_bytes() -> usize {
         16 << 20
     }

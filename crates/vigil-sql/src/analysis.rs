@@ -119,6 +119,27 @@ pub struct Properties {
     pub parameter: Option<String>,
     /// The prepared statement a `PREPARE`, `EXECUTE` or `DEALLOCATE` names.
     pub prepared_name: Option<String>,
+    /// Run-time parameters the statement changes, by `SET` / `RESET` or by a
+    /// `set_config(…)` call anywhere in it.
+    pub settings: Vec<SettingChange>,
+}
+
+/// One parameter change. Names are lower-cased as PostgreSQL matches them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SettingChange {
+    /// `None` when the name is not a constant (`set_config(name_column, …)`).
+    pub name: Option<String>,
+    pub value: SettingValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SettingValue {
+    /// `RESET`, `SET … TO DEFAULT`: back to the session's starting value.
+    Default,
+    /// The constant value as written (several joined by `,`).
+    Value(String),
+    /// Not a constant, or a form the analyzer does not read (`FROM CURRENT`).
+    Unknown,
 }
 
 /// The shape of a `COPY`.

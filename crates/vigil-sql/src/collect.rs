@@ -11,6 +11,7 @@ use crate::classify::classify;
 use crate::walk::{walk, TooDeep, Visit, Visitor};
 use crate::{
     Access, Class, ColumnRef, CopyDirection, CopyInfo, Kind, ObjectType, Properties, Relation,
+    SettingChange, SettingValue,
 };
 
 /// Everything [`collect`] found in one statement.
@@ -251,6 +252,7 @@ impl<'a> Collector<'a> {
             NodeRef::VariableSetStmt(s) => {
                 let name = if s.name.is_empty() { "all" } else { &s.name };
                 self.properties.parameter = Some(name.to_ascii_lowercase());
+                self.properties.settings.push(setting_change(s));
             }
             NodeRef::VariableShowStmt(s) => {
                 self.properties.parameter = Some(s.name.to_ascii_lowercase());
@@ -383,6 +385,13 @@ impl<'a> Collector<'a> {
 
     fn function(&mut self, call: &'a pb::FuncCall) {
         let name = strings(&call.funcname).collect::<Vec<_>>().join(".");
+        if name == "set_config" || name == "pg_catalog.set_config" {
+            let constant = |i: usize| call.args.get(i).and_then(constant_text);
+            self.properties.settings.push(SettingChange {
+                name: constant(0).map(|n| n.to_ascii_lowercase()),
+                value: constant(1).map_or(SettingValue::Unknown, SettingValue::Value),
+            });
+        }
         if !name.is_empty() && !self.functions.contains(&name) {
             self.functions.push(name);
         }
@@ -532,6 +541,48 @@ fn qualified(rv: &pb::RangeVar) -> String {
         rv.relname.clone()
     } else {
         format!("{}.{}", rv.schemaname, rv.relname)
+    }
+}
+
+/// What a `SET` or `RESET` changes.
+fn setting_change(stmt: &pb::VariableSetStmt) -> SettingChange {
+    use pb::VariableSetKind as K;
+    let value = match K::try_from(stmt.kind) {
+        Ok(K::VarSetDefault | K::VarReset | K::VarResetAll) => SettingValue::Default,
+        Ok(K::VarSetValue) => {
+            let values = stmt
+                .args
+                .iter()
+                .map(constant_text)
+                .collect::<Option<Vec<_>>>();
+            values.map_or(SettingValue::Unknown, |v| SettingValue::Value(v.join(",")))
+        }
+        _ => SettingValue::Unknown,
+    };
+    let name = if stmt.name.is_empty() {
+        "all"
+    } else {
+        &stmt.name
+    };
+    SettingChange {
+        name: Some(name.to_ascii_lowercase()),
+        value,
+    }
+}
+
+/// The text of a constant argument, as PostgreSQL would hand it to a
+/// parameter: strings as they are, numbers as written.
+fn constant_text(node: &pb::Node) -> Option<String> {
+    use pb::a_const::Val;
+    match &node.node {
+        Some(N::AConst(c)) => match c.val.as_ref()? {
+            Val::Sval(s) => Some(s.sval.clone()),
+            Val::Ival(i) => Some(i.ival.to_string()),
+            Val::Fval(f) => Some(f.fval.clone()),
+            Val::Boolval(b) => Some(b.boolval.to_string()),
+            Val::Bsval(_) => None,
+        },
+        _ => None,
     }
 }
 

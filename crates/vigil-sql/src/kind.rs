@@ -80,6 +80,27 @@ impl Kind {
         }
     }
 
+    /// Whether a policy file's `name` means this kind: its full name
+    /// (`drop table`, `commit`) or its verb (`drop`, `transaction`).
+    pub fn answers_to(self, name: &str) -> bool {
+        name == self.verb() || name == self.to_string()
+    }
+
+    /// Whether `name` means any kind at all, so a typo in a policy file is an
+    /// error instead of a rule that never matches.
+    pub fn is_name(name: &str) -> bool {
+        const VERBS: &[&str] = &["create", "alter", "drop", "transaction"];
+        let simple = || SIMPLE.iter().any(|k| k.simple_name() == name);
+        let transaction = || TRANSACTION_OPS.iter().any(|op| op.as_str() == name);
+        let object = || {
+            ["create ", "alter ", "drop "].iter().any(|verb| {
+                name.strip_prefix(verb)
+                    .is_some_and(|o| ObjectType::ALL.iter().any(|t| t.as_str() == o))
+            })
+        };
+        VERBS.contains(&name) || simple() || transaction() || object()
+    }
+
     /// The object type of create, alter and drop statements.
     pub fn object(self) -> Option<ObjectType> {
         match self {
@@ -139,6 +160,64 @@ impl Kind {
         }
     }
 }
+
+/// The kinds without an object type or transaction operation.
+const SIMPLE: &[Kind] = &[
+    Kind::Select,
+    Kind::Insert,
+    Kind::Update,
+    Kind::Delete,
+    Kind::Merge,
+    Kind::Copy,
+    Kind::Truncate,
+    Kind::Grant,
+    Kind::Revoke,
+    Kind::DropOwned,
+    Kind::ReassignOwned,
+    Kind::Set,
+    Kind::Reset,
+    Kind::SetRole,
+    Kind::SetSessionAuthorization,
+    Kind::Show,
+    Kind::Discard,
+    Kind::Call,
+    Kind::Do,
+    Kind::Prepare,
+    Kind::Execute,
+    Kind::Deallocate,
+    Kind::Explain,
+    Kind::DeclareCursor,
+    Kind::Fetch,
+    Kind::ClosePortal,
+    Kind::Listen,
+    Kind::Unlisten,
+    Kind::Notify,
+    Kind::Vacuum,
+    Kind::Analyze,
+    Kind::Cluster,
+    Kind::Reindex,
+    Kind::Checkpoint,
+    Kind::Load,
+    Kind::Lock,
+    Kind::Refresh,
+    Kind::AlterSystem,
+    Kind::Comment,
+    Kind::SecurityLabel,
+    Kind::ImportForeignSchema,
+    Kind::Other,
+];
+
+const TRANSACTION_OPS: &[TransactionOp] = &[
+    TransactionOp::Begin,
+    TransactionOp::Commit,
+    TransactionOp::Rollback,
+    TransactionOp::Savepoint,
+    TransactionOp::Release,
+    TransactionOp::RollbackTo,
+    TransactionOp::Prepare,
+    TransactionOp::CommitPrepared,
+    TransactionOp::RollbackPrepared,
+];
 
 /// Lowercase words as a policy file would write them: `drop table`,
 /// `set role`, `commit`.
@@ -239,6 +318,54 @@ pub enum ObjectType {
 }
 
 impl ObjectType {
+    pub const ALL: [ObjectType; 45] = [
+        ObjectType::AccessMethod,
+        ObjectType::Aggregate,
+        ObjectType::Cast,
+        ObjectType::Collation,
+        ObjectType::Column,
+        ObjectType::Conversion,
+        ObjectType::Database,
+        ObjectType::DefaultPrivileges,
+        ObjectType::Domain,
+        ObjectType::EventTrigger,
+        ObjectType::Extension,
+        ObjectType::ForeignDataWrapper,
+        ObjectType::ForeignServer,
+        ObjectType::ForeignTable,
+        ObjectType::Function,
+        ObjectType::Index,
+        ObjectType::Language,
+        ObjectType::LargeObject,
+        ObjectType::MaterializedView,
+        ObjectType::Operator,
+        ObjectType::OperatorClass,
+        ObjectType::OperatorFamily,
+        ObjectType::Parameter,
+        ObjectType::Policy,
+        ObjectType::Procedure,
+        ObjectType::Publication,
+        ObjectType::Role,
+        ObjectType::Routine,
+        ObjectType::Rule,
+        ObjectType::Schema,
+        ObjectType::Sequence,
+        ObjectType::Statistics,
+        ObjectType::Subscription,
+        ObjectType::Table,
+        ObjectType::Tablespace,
+        ObjectType::TextSearchConfiguration,
+        ObjectType::TextSearchDictionary,
+        ObjectType::TextSearchParser,
+        ObjectType::TextSearchTemplate,
+        ObjectType::Transform,
+        ObjectType::Trigger,
+        ObjectType::Type,
+        ObjectType::UserMapping,
+        ObjectType::View,
+        ObjectType::Other,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectType::AccessMethod => "access method",
@@ -321,6 +448,17 @@ pub enum Class {
 }
 
 impl Class {
+    pub const ALL: [Class; 8] = [
+        Class::Read,
+        Class::Write,
+        Class::Ddl,
+        Class::Dcl,
+        Class::Admin,
+        Class::Txn,
+        Class::Session,
+        Class::Unknown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Class::Read => "read",

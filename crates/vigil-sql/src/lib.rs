@@ -66,7 +66,8 @@ mod walk;
 mod tests;
 
 pub use analysis::{
-    Access, Analysis, ColumnRef, CopyDirection, CopyInfo, Properties, Relation, Statement,
+    Access, Analysis, ColumnRef, CopyDirection, CopyInfo, Properties, Relation, SettingChange,
+    SettingValue, Statement,
 };
 pub use analyzer::{analyze_uncached, Analyzer, MAX_CACHED_LEN, STACK_NEEDED};
 pub use error::AnalyzeError;

@@ -306,3 +306,67 @@ fn empty_texts_have_no_statements() {
         assert!(analyze(sql).statements.is_empty(), "{sql:?}");
     }
 }
+
+#[test]
+fn kind_names_as_policy_files_write_them() {
+    use crate::{Kind, ObjectType};
+    for name in [
+        "drop",
+        "drop table",
+        "commit",
+        "transaction",
+        "set role",
+        "select",
+        "alter system",
+    ] {
+        assert!(Kind::is_name(name), "{name}");
+    }
+    for name in ["drop tables", "delet", "", "DROP"] {
+        assert!(!Kind::is_name(name), "{name}");
+    }
+    assert!(Kind::Drop(ObjectType::Table).answers_to("drop"));
+    assert!(Kind::Drop(ObjectType::Table).answers_to("drop table"));
+    assert!(!Kind::Drop(ObjectType::Index).answers_to("drop table"));
+}
+
+#[test]
+fn settings_changed_by_set_reset_and_set_config() {
+    use crate::{SettingChange, SettingValue};
+    let settings = |sql: &str| analyze(sql).statements[0].properties.settings.clone();
+    let change = |name: &str, value: SettingValue| SettingChange {
+        name: Some(name.into()),
+        value,
+    };
+    assert_eq!(
+        settings("SET standard_conforming_strings = off"),
+        [change(
+            "standard_conforming_strings",
+            SettingValue::Value("off".into())
+        )]
+    );
+    assert_eq!(
+        settings("SET NAMES 'SJIS'"),
+        [change(
+            "client_encoding",
+            SettingValue::Value("SJIS".into())
+        )]
+    );
+    assert_eq!(
+        settings("RESET client_encoding"),
+        [change("client_encoding", SettingValue::Default)]
+    );
+    assert_eq!(
+        settings("SELECT pg_catalog.set_config('Client_Encoding', 'LATIN1', false)"),
+        [change(
+            "client_encoding",
+            SettingValue::Value("LATIN1".into())
+        )]
+    );
+    assert_eq!(
+        settings("SELECT set_config(n, 'x', false) FROM t"),
+        [SettingChange {
+            name: None,
+            value: SettingValue::Value("x".into())
+        }]
+    );
+}

@@ -1,0 +1,112 @@
+//! The decision for one text, from the rules one session can meet.
+
+use std::sync::Arc;
+
+use vigil_sql::{Analysis, Statement};
+
+use crate::integrity;
+use crate::{Action, Rule};
+
+/// The rules that apply to one identity on one database.
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    rules: Vec<Arc<Rule>>,
+    default: Action,
+}
+
+/// What happens to a text, and why.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub action: Action,
+    /// The rule that decided; `None` when the database default did.
+    pub rule: Option<Arc<Rule>>,
+    /// The statement (index in the analysis) the deciding rule matched.
+    pub statement: Option<usize>,
+}
+
+impl Decision {
+    pub fn allow() -> Decision {
+        Decision {
+            action: Action::Allow,
+            rule: None,
+            statement: None,
+        }
+    }
+
+    pub fn rule_id(&self) -> Option<&str> {
+        self.rule.as_ref().map(|r| &*r.id)
+    }
+}
+
+impl SessionPolicy {
+    pub(crate) fn new(rules: Vec<Arc<Rule>>, default: Action) -> SessionPolicy {
+        SessionPolicy { rules, default }
+    }
+
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+
+    pub fn default_action(&self) -> Action {
+        self.default
+    }
+
+    /// The strongest decision over the text's statements; the first statement
+    /// with that decision names the rule. A text without statements is allowed.
+    pub fn decide(&self, analysis: &Analysis) -> Decision {
+        let mut best: Option<Decision> = None;
+        for (index, statement) in analysis.statements.iter().enumerate() {
+            let decision = self.decide_statement(index, statement);
+            if best.as_ref().is_none_or(|b| decision.action > b.action) {
+                best = Some(decision);
+            }
+            if best.as_ref().is_some_and(|b| b.action == Action::Deny) {
+                break;
+            }
+        }
+        best.unwrap_or_else(Decision::allow)
+    }
+
+    /// One statement: the strongest matching rule, or the default.
+    pub fn decide_statement(&self, index: usize, statement: &Statement) -> Decision {
+        if let Some(rule) = integrity::check(statement) {
+            return Decision {
+                action: rule.action,
+                rule: Some(rule),
+                statement: Some(index),
+            };
+        }
+        let mut best: Option<&Arc<Rule>> = None;
+        for rule in &self.rules {
+            if best.is_some_and(|b| b.action >= rule.action) {
+                continue;
+            }
+            if rule.matches(statement) {
+                best = Some(rule);
+                if rule.action == Action::Deny {
+                    break;
+                }
+            }
+        }
+        match best {
+            Some(rule) => Decision {
+                action: rule.action,
+                rule: Some(rule.clone()),
+                statement: Some(index),
+            },
+            None => Decision {
+                action: self.default,
+                rule: None,
+                statement: Some(index),
+            },
+        }
+    }
+
+    /// Every rule that matches the statement, in the order written.
+    pub fn matching(&self, statement: &Statement) -> Vec<Arc<Rule>> {
+        integrity::check(statement)
+            .into_iter()
+            .chain(self.rules.iter().filter(|r| r.matches(statement)).cloned())
+            .collect()
+    }
+}

@@ -1,0 +1,128 @@
+//! A checked rule and the questions it asks: does it apply to this session
+//! (identity and database), and does it match this statement.
+
+use std::sync::Arc;
+
+use vigil_sql::{CopyDirection, Statement};
+
+use crate::model::{CopyDirectionName, PropertyMatch, Subjects, When};
+use crate::{Action, Subject, Target};
+
+/// A rule ready to be evaluated.
+#[derive(Debug)]
+pub struct Rule {
+    pub id: Arc<str>,
+    pub action: Action,
+    pub message: String,
+    pub hint: Option<String>,
+    pub description: Option<String>,
+    /// Where it was written: a file name, or `built-in`.
+    pub origin: String,
+    pub(crate) when: When,
+    pub(crate) unless: Subjects,
+}
+
+impl Rule {
+    /// Whether the rule applies to sessions of `subject` on `target`; decided
+    /// once per session, not per statement.
+    pub(crate) fn applies_to(&self, subject: &Subject<'_>, target: &Target<'_>) -> bool {
+        let when = &self.when;
+        let identity_ok =
+            when.identities.is_empty() || when.identities.iter().any(|g| g.matches(subject.name));
+        let groups_ok = when.groups.is_empty()
+            || when
+                .groups
+                .iter()
+                .any(|g| subject.groups.iter().any(|group| g.matches(group)));
+        let kind_ok = when.identity_kinds.is_empty()
+            || when
+                .identity_kinds
+                .iter()
+                .any(|k| k.as_str() == subject.kind);
+        let database_ok =
+            when.databases.is_empty() || when.databases.iter().any(|g| g.matches(target.name));
+        let labels_ok = when
+            .labels
+            .iter()
+            .all(|(key, value)| target.labels.get(key) == Some(value));
+        identity_ok
+            && groups_ok
+            && kind_ok
+            && database_ok
+            && labels_ok
+            && !exempts(&self.unless, subject)
+    }
+
+    /// Whether the statement is one the rule is about. Object names are
+    /// matched in the rule's favour of caution: a deny or review rule applies
+    /// when a name may be the one it names; an allow rule only when it surely is.
+    pub(crate) fn matches(&self, statement: &Statement) -> bool {
+        let when = &self.when;
+        let surely = self.action == Action::Allow;
+        let object = |glob: &crate::Glob, name: &str| match surely {
+            true => glob.surely_matches_object(name),
+            false => glob.may_match_object(name),
+        };
+        let class_ok =
+            when.classes.is_empty() || when.classes.iter().any(|c| c.0 == statement.class);
+        let kind_ok = when.kinds.is_empty()
+            || when.kinds.iter().any(|k| {
+                statement.kind.answers_to(&k.0)
+                    || statement
+                        .inner_kinds
+                        .iter()
+                        .any(|inner| inner.answers_to(&k.0))
+            });
+        let relations_ok = when.relations.is_empty()
+            || when.relations.iter().any(|g| {
+                statement
+                    .relations
+                    .iter()
+                    .any(|r| object(g, &r.qualified_name()))
+            });
+        let functions_ok = when.functions.is_empty()
+            || when
+                .functions
+                .iter()
+                .any(|g| statement.functions.iter().any(|f| object(g, f)));
+        class_ok
+            && kind_ok
+            && relations_ok
+            && functions_ok
+            && properties_match(&when.properties, statement)
+    }
+}
+
+/// Any one match exempts.
+fn exempts(unless: &Subjects, subject: &Subject<'_>) -> bool {
+    unless.identities.iter().any(|g| g.matches(subject.name))
+        || unless
+            .groups
+            .iter()
+            .any(|g| subject.groups.iter().any(|group| g.matches(group)))
+        || unless
+            .identity_kinds
+            .iter()
+            .any(|k| k.as_str() == subject.kind)
+}
+
+fn properties_match(want: &PropertyMatch, statement: &Statement) -> bool {
+    let p = &statement.properties;
+    let is = |want: Option<bool>, have: bool| want.is_none_or(|w| w == have);
+    let copy = p.copy;
+    is(want.has_where, p.has_where != Some(false))
+        // `has_where = false` means "an UPDATE or DELETE without WHERE runs";
+        // `has_where = true` asks that one runs and every one has a WHERE.
+        && (want.has_where != Some(true) || p.has_where == Some(true))
+        && is(want.data_modifying_cte, p.data_modifying_cte)
+        && is(want.select_into, p.select_into)
+        && is(want.copy_program, copy.is_some_and(|c| c.program))
+        && is(want.copy_server_file, copy.is_some_and(|c| !c.program && !c.stdio))
+        && want.copy_direction.is_none_or(|d| {
+            copy.is_some_and(|c| match d {
+                CopyDirectionName::From => c.direction == CopyDirection::From,
+                CopyDirectionName::To => c.direction == CopyDirection::To,
+            })
+        })
+        && is(want.explain_analyze, p.explain_analyze)
+}
