@@ -38,12 +38,57 @@ pub(crate) fn check(statement: &Statement) -> Option<Arc<Rule>> {
             }
         };
         match name {
-            "client_encoding" => !matches!(value.as_str(), "utf8" | "utf-8" | "unicode"),
-            "standard_conforming_strings" => !matches!(value.as_str(), "on" | "true" | "yes" | "1"),
+            "client_encoding" => !encoding_is_safe(&value),
+            "standard_conforming_strings" => !is_on(&value),
             _ => false,
         }
     });
     unsafe_change.then(rule)
+}
+
+/// Whether the server, reading text in `encoding`, sees the same quotes and
+/// backslashes as the analyzer does. The encodings PostgreSQL allows only on
+/// the client side (SJIS, BIG5, GBK, UHC, GB18030, JOHAB and their aliases)
+/// have multi-byte characters whose later bytes are ASCII, such as `\`; every
+/// other encoding keeps ASCII bytes ASCII.
+pub fn encoding_is_safe(encoding: &str) -> bool {
+    let name: String = encoding
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    !matches!(
+        name.as_str(),
+        "sjis"
+            | "shiftjis"
+            | "mskanji"
+            | "shiftjis2004"
+            | "win932"
+            | "windows932"
+            | "cp932"
+            | "big5"
+            | "win950"
+            | "windows950"
+            | "cp950"
+            | "gbk"
+            | "win936"
+            | "windows936"
+            | "cp936"
+            | "gb18030"
+            | "uhc"
+            | "win949"
+            | "windows949"
+            | "cp949"
+            | "johab"
+    ) && !name.is_empty()
+}
+
+/// Whether a value PostgreSQL reads as a boolean is certainly on.
+pub fn is_on(value: &str) -> bool {
+    matches!(
+        value.to_ascii_lowercase().as_str(),
+        "on" | "true" | "yes" | "1"
+    )
 }
 
 fn rule() -> Arc<Rule> {
@@ -52,7 +97,7 @@ fn rule() -> Arc<Rule> {
         Arc::new(Rule {
             id: RULE_ID.into(),
             action: Action::Deny,
-            message: "this statement would change how the server reads SQL text (client_encoding must stay UTF8 and standard_conforming_strings on), so Vigil could no longer see what later statements do".into(),
+            message: "this statement would change how the server reads SQL text (client_encoding must keep ASCII bytes ASCII, as UTF8 does, and standard_conforming_strings must stay on), so Vigil could no longer see what later statements do".into(),
             hint: Some("Keep client_encoding = UTF8 and standard_conforming_strings = on; use E'…' strings for backslash escapes.".into()),
             description: None,
             origin: "built-in".into(),

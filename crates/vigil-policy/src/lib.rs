@@ -38,7 +38,7 @@ mod cases;
 mod decide;
 mod explain;
 mod glob;
-mod integrity;
+pub mod integrity;
 mod model;
 mod rule;
 

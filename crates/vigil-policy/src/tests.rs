@@ -213,6 +213,8 @@ fn parser_integrity_is_enforced_for_everyone() {
     );
     assert_eq!(integrity("SET client_encoding = 'SJIS'"), refused);
     assert_eq!(integrity("SET NAMES 'GBK'"), refused);
+    assert_eq!(integrity("SET client_encoding = 'Shift_JIS_2004'"), refused);
+    assert_eq!(integrity("SET client_encoding = DEFAULT").0, Action::Allow);
     assert_eq!(
         integrity("SELECT set_config('standard_conforming_strings', 'off', false)"),
         refused
@@ -228,6 +230,8 @@ fn parser_integrity_is_enforced_for_everyone() {
     for sql in [
         "SET standard_conforming_strings = on",
         "SET client_encoding = 'UTF8'",
+        "SET client_encoding = 'LATIN1'",
+        "SET NAMES 'SQL_ASCII'",
         "RESET client_encoding",
         "RESET ALL",
         "SELECT set_config('search_path', '', false)",

@@ -72,6 +72,9 @@ pub enum SessionError {
     TlsRequired,
     #[error("max_client_connections reached")]
     TooManyConnections,
+    /// The server would read SQL text differently from Vigil's analyzer.
+    #[error("unsafe session setting: {0}")]
+    UnsafeSession(String),
 }
 
 impl SessionError {
@@ -158,6 +161,12 @@ impl SessionError {
                 "08006",
                 "canceling authentication due to timeout",
                 None,
+            ),
+            SessionError::UnsafeSession(reason) => fatal(
+                out,
+                "0A000",
+                &format!("Vigil cannot inspect statements in this session: {reason}"),
+                Some("Vigil needs client_encoding UTF8 (or another encoding that keeps ASCII bytes ASCII) and standard_conforming_strings on."),
             ),
             SessionError::ShuttingDown => fatal(
                 out,

@@ -1,9 +1,11 @@
 //! What every session shares: the loaded configuration with its TLS material,
-//! the cancel-key registry and the login throttle. Passed as `Arc<State>`.
+//! the statement analyzer, the cancel-key registry and the login throttle.
+//! Passed as `Arc<State>`. A reload swaps the whole snapshot at once; sessions
+//! notice through the generation number and pick up the new policy.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use vigil_config::Config;
@@ -24,8 +26,14 @@ pub(crate) struct Snapshot {
     pub(crate) connectors: HashMap<String, TlsConnector>,
 }
 
+/// Texts whose analysis is kept, shared by all sessions.
+const ANALYSIS_CACHE: usize = 10_000;
+
 pub struct State {
-    snapshot: Arc<Snapshot>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Bumped by every reload that took effect.
+    generation: AtomicU64,
+    pub(crate) analyzer: vigil_sql::Analyzer,
     pub(crate) cancels: CancelRegistry,
     pub(crate) throttle: Throttle,
     /// Seeds fake SCRAM verifiers for unknown users.
@@ -38,6 +46,47 @@ pub struct State {
 impl State {
     /// Builds the shared state, loading TLS material named by `config`.
     pub fn new(config: Config) -> Result<Arc<State>, StartError> {
+        let throttle = Throttle::new(&config.auth);
+        let (mock_secret, mock_iterations) = mock_parameters(&config);
+        Ok(Arc::new(State {
+            snapshot: RwLock::new(Arc::new(Snapshot::build(config)?)),
+            generation: AtomicU64::new(0),
+            analyzer: vigil_sql::Analyzer::new(ANALYSIS_CACHE),
+            cancels: CancelRegistry::default(),
+            throttle,
+            mock_secret,
+            mock_iterations,
+            next_session: AtomicU64::new(1),
+        }))
+    }
+
+    /// Swaps in a new configuration for new sessions and, at their next
+    /// statement, the policy of running ones. Listener, worker and limit
+    /// settings only change on restart. Nothing changes when the new
+    /// configuration's TLS material cannot be loaded.
+    pub fn reload(&self, config: Config) -> Result<(), StartError> {
+        let snapshot = Arc::new(Snapshot::build(config)?);
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Changes with every reload.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl Snapshot {
+    fn build(config: Config) -> Result<Snapshot, StartError> {
         let (acceptor, tls_end_point) = match config.server.tls.as_ref().map(tls::acceptor) {
             Some(server_side) => {
                 let server_side = server_side?;
@@ -51,29 +100,12 @@ impl State {
                 connectors.insert(db.name.clone(), connector);
             }
         }
-        let throttle = Throttle::new(&config.auth);
-        let (mock_secret, mock_iterations) = mock_parameters(&config);
-        Ok(Arc::new(State {
-            snapshot: Arc::new(Snapshot {
-                config,
-                acceptor,
-                tls_end_point,
-                connectors,
-            }),
-            cancels: CancelRegistry::default(),
-            throttle,
-            mock_secret,
-            mock_iterations,
-            next_session: AtomicU64::new(1),
-        }))
-    }
-
-    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.snapshot)
-    }
-
-    pub(crate) fn next_session_id(&self) -> u64 {
-        self.next_session.fetch_add(1, Ordering::Relaxed)
+        Ok(Snapshot {
+            config,
+            acceptor,
+            tls_end_point,
+            connectors,
+        })
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Report<'a> {
     pub message: &'a str,
     pub detail: Option<&'a str>,
     pub hint: Option<&'a str>,
+    /// 1-based character position in the statement text (the `P` field).
+    pub position: Option<usize>,
 }
 
 impl<'a> Report<'a> {
@@ -44,7 +46,13 @@ impl<'a> Report<'a> {
             message,
             detail: None,
             hint: None,
+            position: None,
         }
+    }
+
+    pub fn position(mut self, position: usize) -> Report<'a> {
+        self.position = Some(position);
+        self
     }
 
     pub fn detail(mut self, detail: &'a str) -> Report<'a> {
@@ -88,6 +96,10 @@ fn report(out: &mut BytesMut, tag: u8, r: &Report<'_>) {
                 out.put_u8(field);
                 put_cstr(out, value);
             }
+        }
+        if let Some(position) = r.position {
+            out.put_u8(b'P');
+            put_cstr(out, &position.to_string());
         }
         out.put_u8(0);
     });
@@ -160,6 +172,21 @@ pub fn negotiate_protocol_version(out: &mut BytesMut, minor: u16, unrecognized: 
         for option in unrecognized {
             put_cstr(out, option);
         }
+    });
+}
+
+/// A simple-protocol Query, as a client sends it.
+pub fn query(out: &mut BytesMut, sql: &str) {
+    framed(out, f::QUERY, |out| put_cstr(out, sql));
+}
+
+/// A Parse of `sql` as prepared statement `name`, with no parameter types.
+pub fn parse(out: &mut BytesMut, name: &[u8], sql: &str) {
+    framed(out, f::PARSE, |out| {
+        out.extend(name.iter().copied().filter(|&b| b != 0));
+        out.put_u8(0);
+        put_cstr(out, sql);
+        out.put_i16(0);
     });
 }
 

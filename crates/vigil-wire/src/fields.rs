@@ -122,3 +122,52 @@ mod tests {
         );
     }
 }
+
+/// The SQL of a Query body, as bytes: the session's encoding decides whether
+/// it is text Vigil can read.
+pub fn query_text(body: &[u8]) -> Result<&[u8], WireError> {
+    match body.split_last() {
+        Some((0, sql)) if !sql.contains(&0) => Ok(sql),
+        _ => Err(WireError::Malformed {
+            what: "Query message",
+        }),
+    }
+}
+
+/// The start of a Parse body: the statement name and its SQL. Parameter
+/// types follow; the relay forwards them untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseMessage<'a> {
+    pub name: &'a [u8],
+    pub query: &'a [u8],
+}
+
+impl<'a> ParseMessage<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<ParseMessage<'a>, WireError> {
+        let malformed = WireError::Malformed {
+            what: "Parse message",
+        };
+        let split = |bytes: &'a [u8]| -> Option<(&'a [u8], &'a [u8])> {
+            let end = bytes.iter().position(|&b| b == 0)?;
+            Some((&bytes[..end], &bytes[end + 1..]))
+        };
+        let (name, rest) = split(body).ok_or(malformed.clone())?;
+        let (query, _types) = split(rest).ok_or(malformed)?;
+        Ok(ParseMessage { name, query })
+    }
+}
+
+#[cfg(test)]
+mod statement_tests {
+    use super::*;
+
+    #[test]
+    fn query_and_parse_bodies() {
+        assert_eq!(query_text(b"SELECT 1\0"), Ok(&b"SELECT 1"[..]));
+        assert!(query_text(b"SELECT 1").is_err());
+        assert!(query_text(b"SEL\0ECT\0").is_err());
+        let parse = ParseMessage::parse(b"s1\0SELECT $1\0\0\x01\0\0\0\x17").unwrap();
+        assert_eq!((parse.name, parse.query), (&b"s1"[..], &b"SELECT $1"[..]));
+        assert!(ParseMessage::parse(b"s1\0SELECT").is_err());
+    }
+}

@@ -1,5 +1,9 @@
-//! The `vigil` command: run the proxy, check a config, make password verifiers.
-//! Logic lives in the library crates; this file only wires them to a CLI.
+//! The `vigil` command: run the proxy, check a config, explain and test the
+//! policy, make password verifiers. Logic lives in the library crates; this
+//! file only wires them to a CLI.
+
+mod policy_cmd;
+mod reload;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -28,10 +32,37 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Explain or test the policy of a config file.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Print a SCRAM-SHA-256 verifier for a password read from standard input.
     Passwd {
         #[arg(long, default_value_t = vigil_auth::DEFAULT_ITERATIONS)]
         iterations: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print what Vigil sees in a statement, which rules match, and the decision.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The identity sending the statement.
+        #[arg(long = "as")]
+        identity: String,
+        /// The database (as clients name it).
+        #[arg(long)]
+        db: String,
+        sql: String,
+    },
+    /// Run a TOML file of [[cases]] (sql, identity, database, expect, rule).
+    Test {
+        #[arg(long, short)]
+        config: PathBuf,
+        cases: PathBuf,
     },
 }
 
@@ -40,6 +71,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
+        Command::Policy {
+            command:
+                PolicyCommand::Explain {
+                    config,
+                    identity,
+                    db,
+                    sql,
+                },
+        } => load(&config).and_then(|c| policy_cmd::explain(&c, &identity, &db, &sql)),
+        Command::Policy {
+            command: PolicyCommand::Test { config, cases },
+        } => load(&config).and_then(|c| policy_cmd::test(&c, &cases)),
         Command::Passwd { iterations } => passwd(iterations),
     };
     match result {
@@ -97,6 +140,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(%listen, workers = workers.handles.len(), version = env!("CARGO_PKG_VERSION"), "vigil listening");
+        tokio::spawn(reload::watch(state.clone(), path.to_owned()));
         vigil_server::serve_on(listener, state, shutdown_signal(), &workers.handles).await;
         anyhow::Ok(())
     });
@@ -152,19 +196,14 @@ impl Workers {
     }
 }
 
-/// Completes on SIGTERM or SIGINT. SIGHUP, which would otherwise kill the
-/// process, is logged and ignored until configuration reload exists.
+/// Completes on SIGTERM or SIGINT. (SIGHUP reloads; see `reload`.)
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = term.recv() => return tracing::info!("SIGTERM received"),
-            _ = int.recv() => return tracing::info!("SIGINT received"),
-            _ = hup.recv() => tracing::warn!("SIGHUP received: configuration reload is not supported yet; keeping the running configuration"),
-        }
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
     }
 }
 

@@ -2,6 +2,7 @@
 //! startup, authentication, the upstream connection, then the relay.
 
 pub(crate) mod client;
+mod gate;
 mod owed;
 mod relay;
 mod startup;
@@ -92,6 +93,7 @@ struct Established {
     /// Keeps the client's cancel key registered while the session lives.
     _cancel_key: cancel::CancelKey,
     cancel_target: CancelTarget,
+    gate: gate::Gate,
 }
 
 async fn establish(
@@ -175,6 +177,9 @@ async fn establish(
         pid: upstream.pid,
         secret: upstream.secret,
     };
+    if let Some(reason) = relay::unsafe_parameters(&upstream.parameters) {
+        return Err(SessionError::UnsafeSession(reason));
+    }
     let cancel_key = CancelRegistry::register(state, cancel_target.clone());
 
     for (name, value) in &upstream.parameters {
@@ -191,11 +196,13 @@ async fn establish(
         application_name = identity.application_name.as_deref().unwrap_or(""),
         "session started"
     );
+    let gate = gate::Gate::new(state.clone(), Arc::new(identity), db.name.clone());
     Ok(Some(Established {
         upstream,
         max_message_bytes: config.server.max_message_bytes,
         _cancel_key: cancel_key,
         cancel_target,
+        gate,
     }))
 }
 
@@ -205,6 +212,7 @@ async fn relay(conn: ClientConn, established: Established, mut phase: watch::Rec
         upstream,
         max_message_bytes,
         cancel_target,
+        gate,
         ..
     } = established;
     let mut relay = Relay::new(
@@ -214,6 +222,7 @@ async fn relay(conn: ClientConn, established: Established, mut phase: watch::Rec
         upstream.leftover,
         max_message_bytes,
         upstream.status,
+        gate,
     );
     let end = relay.run(&mut phase).await;
     match &end {
@@ -230,6 +239,16 @@ async fn relay(conn: ClientConn, established: Established, mut phase: watch::Rec
                 let _ = cancel::send(&cancel_target).await;
             }
             relay.tell_client(&SessionError::ShuttingDown);
+            relay.finish_client(FINAL_WRITE).await;
+            backend::terminate(&mut relay.to_upstream);
+            relay.finish_upstream(FINAL_WRITE).await;
+        }
+        Ok(End::Unsafe(reason)) => {
+            warn!(
+                reason,
+                "closing session: the server would now read SQL differently from Vigil"
+            );
+            relay.tell_client(&SessionError::UnsafeSession(reason.clone()));
             relay.finish_client(FINAL_WRITE).await;
             backend::terminate(&mut relay.to_upstream);
             relay.finish_upstream(FINAL_WRITE).await;
@@ -251,6 +270,7 @@ async fn relay(conn: ClientConn, established: Established, mut phase: watch::Rec
     info!(
         end = ?end.as_ref().map_err(|e| e.kind()),
         queries = stats.queries,
+        refused = relay.refused(),
         bytes_in = stats.bytes_in,
         bytes_out = stats.bytes_out,
         duration_ms = started.elapsed().as_millis() as u64,

@@ -10,23 +10,74 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
 use vigil_wire::tags::{backend as b, frontend as f};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One forwarded client message that the server will answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Sent {
-    /// One or more of Parse, Bind, Describe, Execute, Close, Flush.
-    Extended,
+    /// Parse, Bind, Describe, Execute or Close: each is answered by one
+    /// message of its own when it succeeds, or by an ErrorResponse.
+    Extended(Step),
     Sync,
     Query,
     FunctionCall,
     /// CopyDone or CopyFail: ends the client's part of a COPY IN.
     CopyEnd,
+    /// A Query or Parse that Vigil refused and replaced with one the server
+    /// is sure to reject; its ErrorResponse is swapped for this one.
+    Refused {
+        extended: bool,
+        error: Bytes,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Parse,
+    Bind,
+    Describe,
+    Execute,
+    Close,
+}
+
+impl Step {
+    /// Whether `tag` is the server's answer that completes this step.
+    fn completed_by(self, tag: u8) -> bool {
+        match self {
+            Step::Parse => tag == b::PARSE_COMPLETE,
+            Step::Bind => tag == b::BIND_COMPLETE,
+            Step::Close => tag == b::CLOSE_COMPLETE,
+            Step::Describe => matches!(tag, b::ROW_DESCRIPTION | b::NO_DATA),
+            Step::Execute => matches!(
+                tag,
+                b::COMMAND_COMPLETE | b::EMPTY_QUERY_RESPONSE | b::PORTAL_SUSPENDED
+            ),
+        }
+    }
 }
 
 impl Sent {
     /// The server answers these with a ReadyForQuery of their own.
-    fn ends_with_ready(self) -> bool {
-        matches!(self, Sent::Sync | Sent::Query | Sent::FunctionCall)
+    fn ends_with_ready(&self) -> bool {
+        matches!(
+            self,
+            Sent::Sync
+                | Sent::Query
+                | Sent::FunctionCall
+                | Sent::Refused {
+                    extended: false,
+                    ..
+                }
+        )
+    }
+
+    /// Part of an extended-protocol batch: an error skips it.
+    fn extended(&self) -> bool {
+        matches!(
+            self,
+            Sent::Extended(_) | Sent::Refused { extended: true, .. }
+        )
     }
 }
 
@@ -61,19 +112,25 @@ impl Owed {
                 self.copy_in = false;
                 Sent::CopyEnd
             }
-            f::PARSE | f::BIND | f::DESCRIBE | f::EXECUTE | f::CLOSE | f::FLUSH => {
-                if self.sent.back() == Some(&Sent::Extended) {
-                    return;
-                }
-                Sent::Extended
-            }
+            f::PARSE => Sent::Extended(Step::Parse),
+            f::BIND => Sent::Extended(Step::Bind),
+            f::DESCRIBE => Sent::Extended(Step::Describe),
+            f::EXECUTE => Sent::Extended(Step::Execute),
+            f::CLOSE => Sent::Extended(Step::Close),
             _ => return,
         };
         self.sent.push_back(sent);
     }
 
-    /// A server message was relayed.
-    pub(crate) fn server_sent(&mut self, tag: u8) {
+    /// A refused Query (or Parse, when `extended`) went to the server in a
+    /// form it will reject; `error` is what the client hears instead.
+    pub(crate) fn client_refused(&mut self, extended: bool, error: Bytes) {
+        self.sent.push_back(Sent::Refused { extended, error });
+    }
+
+    /// A server message arrived. For the ErrorResponse that answers a refused
+    /// message, returns the error to send the client in its place.
+    pub(crate) fn server_sent(&mut self, tag: u8) -> Option<Bytes> {
         match tag {
             b::READY_FOR_QUERY => {
                 // Everything up to the request that ended, then the COPY
@@ -88,12 +145,23 @@ impl Owed {
                 }
                 self.copy_in = false;
             }
-            b::ERROR_RESPONSE if self.sent.front() == Some(&Sent::Extended) => {
-                // The server now discards messages until the next Sync.
-                while self.sent.front().is_some_and(|s| *s != Sent::Sync) {
-                    self.sent.pop_front();
-                }
+            b::ERROR_RESPONSE => {
                 self.copy_in = false;
+                let front = self.sent.front()?;
+                let swap = match front {
+                    Sent::Refused { error, .. } => Some(error.clone()),
+                    _ => None,
+                };
+                if front.extended() {
+                    // The server now discards messages until the next Sync.
+                    while self.sent.front().is_some_and(|s| s.extended()) {
+                        self.sent.pop_front();
+                    }
+                } else if swap.is_some() {
+                    // Answered; its ReadyForQuery follows, like any Query's.
+                    self.sent[0] = Sent::Query;
+                }
+                return swap;
             }
             b::COPY_IN_RESPONSE => {
                 // Syncs the client sent between the COPY and its end reach
@@ -108,8 +176,15 @@ impl Owed {
                 });
                 self.copy_in = end.is_none();
             }
-            _ => {}
+            tag => {
+                if let Some(Sent::Extended(step)) = self.sent.front() {
+                    if step.completed_by(tag) {
+                        self.sent.pop_front();
+                    }
+                }
+            }
         }
+        None
     }
 }
 
@@ -122,7 +197,9 @@ mod tests {
         for &(side, tag) in steps {
             match side {
                 'c' => owed.client_sent(tag),
-                _ => owed.server_sent(tag),
+                _ => {
+                    owed.server_sent(tag);
+                }
             }
         }
         owed
@@ -222,6 +299,53 @@ mod tests {
             ('s', b'Z'),
         ]);
         assert!(owed.settled(), "{owed:?}");
+    }
+
+    #[test]
+    fn refused_messages_get_their_own_error_swapped() {
+        let error = Bytes::from_static(b"refusal");
+        // A refused simple Query after an allowed one.
+        let mut owed = run(&[('c', b'Q')]);
+        owed.client_refused(false, error.clone());
+        assert_eq!(owed.server_sent(b'E'), None, "the first Query's own error");
+        owed.server_sent(b'Z');
+        assert_eq!(owed.server_sent(b'E'), Some(error.clone()));
+        assert_eq!(owed.server_sent(b'E'), None);
+        owed.server_sent(b'Z');
+        assert!(owed.settled());
+
+        // Parse Bind Execute (rows) then a refused Parse in the same batch.
+        let mut owed = run(&[('c', b'P'), ('c', b'B'), ('c', b'E')]);
+        owed.client_refused(true, error.clone());
+        for tag in [b'B', b'E', b'S'] {
+            owed.client_sent(tag);
+        }
+        for tag in [b'1', b'2', b'D', b'D', b'C'] {
+            assert_eq!(owed.server_sent(tag), None);
+        }
+        assert_eq!(owed.server_sent(b'E'), Some(error.clone()));
+        owed.server_sent(b'Z');
+        assert!(owed.settled(), "{owed:?}");
+
+        // The Execute before it fails: the refused Parse is skipped unheard.
+        let mut owed = run(&[('c', b'P'), ('c', b'B'), ('c', b'E')]);
+        owed.client_refused(true, error.clone());
+        owed.client_sent(b'S');
+        for tag in [b'1', b'2'] {
+            owed.server_sent(tag);
+        }
+        assert_eq!(owed.server_sent(b'E'), None, "the Execute's own error");
+        owed.server_sent(b'Z');
+        assert!(owed.settled(), "{owed:?}");
+
+        // Describe of a statement answers with 't' then 'T' or 'n'.
+        let mut owed = run(&[('c', b'P'), ('c', b'D')]);
+        owed.client_refused(true, error.clone());
+        owed.client_sent(b'S');
+        for tag in [b'1', b't', b'n'] {
+            owed.server_sent(tag);
+        }
+        assert_eq!(owed.server_sent(b'E'), Some(error));
     }
 
     #[test]

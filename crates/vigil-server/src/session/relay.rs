@@ -7,6 +7,14 @@
 //! so the relay always knows where messages begin; that is where policy,
 //! masking and audit hook in. Large DataRow and CopyData frames stream through
 //! in chunks and are never buffered whole.
+//!
+//! Every Query, Parse and FunctionCall passes the [`Gate`] first. A refused
+//! one is not dropped: the server gets a stand-in it is sure to reject without
+//! running anything (a syntax error), and its ErrorResponse is swapped for
+//! Vigil's. So the refusal reaches the client exactly where the answer would
+//! have, behind everything pipelined before it; inside a transaction block the
+//! server itself marks the transaction failed, as after any error; and in the
+//! extended protocol the server skips to the next Sync.
 
 use std::future::poll_fn;
 use std::io;
@@ -17,10 +25,12 @@ use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
+use vigil_wire::fields::{query_text, ParseMessage};
 use vigil_wire::frame::FRONTEND_TAGS;
 use vigil_wire::tags::{backend as b, frontend as f};
 use vigil_wire::{FrameReader, Next, TagSet, WireError};
 
+use super::gate::{Gate, Verdict};
 use super::owed::Owed;
 use crate::shutdown::Phase;
 use crate::stream::Stream;
@@ -55,7 +65,14 @@ pub(crate) enum End {
     Cancelled { idle: bool },
     /// The client broke the protocol.
     Violation(WireError),
+    /// The server reported a setting under which it would read SQL text
+    /// differently from the analyzer.
+    Unsafe(String),
 }
+
+/// What the server gets in place of a refused statement: rejected by its
+/// parser, so nothing runs, and self-explanatory in the server's log.
+const STAND_IN: &str = "VIGIL_REFUSED_THIS_STATEMENT";
 
 pub(crate) struct Relay {
     client: Stream,
@@ -75,6 +92,9 @@ pub(crate) struct Relay {
     /// Transaction status from the last ReadyForQuery: I, T or E.
     pub(crate) status: u8,
     terminated: bool,
+    gate: Gate,
+    /// Set when the server reported an unsafe setting.
+    unsafe_setting: Option<String>,
     pub(crate) stats: Stats,
 }
 
@@ -93,6 +113,7 @@ impl Relay {
         from_upstream: BytesMut,
         max_message_bytes: usize,
         status: u8,
+        gate: Gate,
     ) -> Relay {
         Relay {
             client,
@@ -112,8 +133,15 @@ impl Relay {
             client_eof: false,
             status,
             terminated: false,
+            gate,
+            unsafe_setting: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Statements refused so far.
+    pub(crate) fn refused(&self) -> u64 {
+        self.gate.refused
     }
 
     /// At a point where the session could end without losing anything.
@@ -210,6 +238,9 @@ impl Relay {
                         if let Err(e) = self.forward_upstream_frames() {
                             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
                         }
+                        if let Some(reason) = self.unsafe_setting.take() {
+                            return Poll::Ready(Ok(End::Unsafe(reason)));
+                        }
                     }
                     Poll::Pending => {}
                 }
@@ -225,14 +256,46 @@ impl Relay {
     }
 
     /// Moves every complete client frame (and chunks of streamed ones) to the
-    /// upstream's outgoing buffer.
+    /// upstream's outgoing buffer, passing statements through the gate.
     fn forward_client_frames(&mut self) -> Result<(), WireError> {
+        // Bytes before `copied` are in `to_upstream` already; those between
+        // it and `offset` are checked and go next.
+        let mut copied = 0;
         let mut offset = 0;
         let result = loop {
             match self.client_frames.next(&self.from_client[offset..]) {
                 Ok(Next::Frame { tag, len }) => {
+                    let frame = offset..offset + len;
                     offset += len;
-                    self.owed.client_sent(tag);
+                    let verdict = match tag {
+                        f::QUERY | f::PARSE | f::FUNCTION_CALL => {
+                            match check(
+                                &mut self.gate,
+                                tag,
+                                &self.from_client[frame.start + 5..frame.end],
+                            ) {
+                                Ok(verdict) => verdict,
+                                Err(e) => break Err(e),
+                            }
+                        }
+                        _ => Verdict::Forward,
+                    };
+                    match verdict {
+                        Verdict::Forward => self.owed.client_sent(tag),
+                        Verdict::Refuse(error) => {
+                            self.to_upstream
+                                .extend_from_slice(&self.from_client[copied..frame.start]);
+                            copied = frame.end;
+                            let body = &self.from_client[frame.start + 5..frame.end];
+                            if tag == f::PARSE {
+                                let name = ParseMessage::parse(body).map_or(&b""[..], |p| p.name);
+                                vigil_wire::backend::parse(&mut self.to_upstream, name, STAND_IN);
+                            } else {
+                                vigil_wire::backend::query(&mut self.to_upstream, STAND_IN);
+                            }
+                            self.owed.client_refused(tag == f::PARSE, error);
+                        }
+                    }
                     if matches!(tag, f::QUERY | f::FUNCTION_CALL | f::EXECUTE) {
                         self.stats.queries += 1;
                     }
@@ -251,7 +314,7 @@ impl Relay {
             }
         };
         self.to_upstream
-            .extend_from_slice(&self.from_client[..offset]);
+            .extend_from_slice(&self.from_client[copied..offset]);
         self.from_client.advance(offset);
         if self.terminated {
             self.from_client.clear();
@@ -260,17 +323,41 @@ impl Relay {
     }
 
     fn forward_upstream_frames(&mut self) -> Result<(), WireError> {
+        let mut copied = 0;
         let mut offset = 0;
         let result = loop {
             match self.upstream_frames.next(&self.from_upstream[offset..]) {
                 Ok(Next::Frame { tag, len }) => {
-                    self.owed.server_sent(tag);
-                    if tag == b::READY_FOR_QUERY && len == 6 {
-                        self.status = self.from_upstream[offset + 5];
-                    }
+                    let frame = offset..offset + len;
                     offset += len;
+                    if let Some(refusal) = self.owed.server_sent(tag) {
+                        // The server's rejection of the stand-in: the client
+                        // hears Vigil's refusal instead.
+                        self.to_client
+                            .extend_from_slice(&self.from_upstream[copied..frame.start]);
+                        self.to_client.extend_from_slice(&refusal);
+                        copied = frame.end;
+                    }
+                    match tag {
+                        b::READY_FOR_QUERY if len == 6 => {
+                            self.status = self.from_upstream[frame.start + 5]
+                        }
+                        b::PARAMETER_STATUS => {
+                            let body = &self.from_upstream[frame.start + 5..frame.end];
+                            if let Some(reason) = unsafe_parameter_status(body) {
+                                self.unsafe_setting = Some(reason);
+                            }
+                        }
+                        _ => {}
+                    }
                 }
-                Ok(Next::Chunk { len, .. }) => offset += len,
+                Ok(Next::Chunk { tag, len, end, .. }) => {
+                    offset += len;
+                    if end {
+                        // Too large to be the answer to a stand-in.
+                        let _ = self.owed.server_sent(tag);
+                    }
+                }
                 Ok(Next::Incomplete { want }) => {
                     self.from_upstream
                         .reserve(want.saturating_sub(self.from_upstream.len() - offset));
@@ -281,7 +368,7 @@ impl Relay {
         };
         self.stats.bytes_out += offset as u64;
         self.to_client
-            .extend_from_slice(&self.from_upstream[..offset]);
+            .extend_from_slice(&self.from_upstream[copied..offset]);
         self.from_upstream.advance(offset);
         result
     }
@@ -302,6 +389,43 @@ impl Relay {
     /// Writes what is queued for the server, then closes it, within `deadline`.
     pub(crate) async fn finish_upstream(&mut self, deadline: std::time::Duration) {
         write_and_close(&mut self.upstream, &mut self.to_upstream, deadline).await;
+    }
+}
+
+/// The gate's verdict on a Query, Parse or FunctionCall body.
+fn check(gate: &mut Gate, tag: u8, body: &[u8]) -> Result<Verdict, WireError> {
+    Ok(match tag {
+        f::QUERY => gate.statement(query_text(body)?),
+        f::PARSE => gate.statement(ParseMessage::parse(body)?.query),
+        _ => gate.function_call(),
+    })
+}
+
+/// Why the server's parameters (as reported at startup) make the session
+/// unsafe to inspect, if they do.
+pub(crate) fn unsafe_parameters(parameters: &[(String, String)]) -> Option<String> {
+    parameters
+        .iter()
+        .find_map(|(name, value)| unsafe_setting(name, value))
+}
+
+fn unsafe_parameter_status(body: &[u8]) -> Option<String> {
+    let mut parts = body.split(|&b| b == 0);
+    let name = std::str::from_utf8(parts.next()?).ok()?;
+    let value = std::str::from_utf8(parts.next()?).ok()?;
+    unsafe_setting(name, value)
+}
+
+fn unsafe_setting(name: &str, value: &str) -> Option<String> {
+    use vigil_policy::integrity::{encoding_is_safe, is_on};
+    match name {
+        "standard_conforming_strings" if !is_on(value) => {
+            Some(format!("standard_conforming_strings is {value}"))
+        }
+        "client_encoding" if !encoding_is_safe(value) => {
+            Some(format!("client_encoding is {value}"))
+        }
+        _ => None,
     }
 }
 

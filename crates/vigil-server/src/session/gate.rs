@@ -1,0 +1,229 @@
+//! The gate every statement passes before it is forwarded: the text is
+//! analyzed with PostgreSQL's parser and the session's policy decides. A text
+//! that cannot be read or analyzed is never forwarded.
+//!
+//! The gate answers with the ErrorResponse the client should get for a
+//! refusal; the relay arranges for it to arrive where the server's answer to
+//! that message would have.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tracing::{info, warn};
+use vigil_policy::{Action, Decision, SessionPolicy, Subject, Target};
+use vigil_sql::{Analysis, AnalyzeError, Class, Kind, Properties, Statement};
+use vigil_wire::backend::{self, Report, Severity};
+
+use crate::{Identity, State};
+
+/// What to do with one client message.
+pub(crate) enum Verdict {
+    Forward,
+    /// Refused; the client hears this ErrorResponse instead.
+    Refuse(Bytes),
+}
+
+pub(crate) struct Gate {
+    state: Arc<State>,
+    identity: Arc<Identity>,
+    database: String,
+    policy: SessionPolicy,
+    /// The state generation `policy` was built from.
+    generation: u64,
+    pub(crate) refused: u64,
+}
+
+impl Gate {
+    pub(crate) fn new(state: Arc<State>, identity: Arc<Identity>, database: String) -> Gate {
+        let generation = state.generation();
+        let policy = session_policy(&state, &identity, &database).unwrap_or_else(deny_all);
+        Gate {
+            state,
+            identity,
+            database,
+            policy,
+            generation,
+            refused: 0,
+        }
+    }
+
+    /// A simple-protocol Query's text, or a Parse's.
+    pub(crate) fn statement(&mut self, sql: &[u8]) -> Verdict {
+        let Ok(sql) = std::str::from_utf8(sql) else {
+            return self.refuse_unreadable(
+                "22021",
+                "statement text is not valid UTF-8",
+                None,
+                "Vigil reads SQL as UTF-8: connect with client_encoding=UTF8.",
+            );
+        };
+        let analysis = match self.state.analyzer.analyze(sql) {
+            Ok(analysis) => analysis,
+            Err(error) => return self.refuse_analysis(&error),
+        };
+        self.decide(&analysis)
+    }
+
+    /// A fast-path FunctionCall: which function it runs is an OID the
+    /// analyzer cannot see, so it counts as a statement of unknown class.
+    pub(crate) fn function_call(&mut self) -> Verdict {
+        let analysis = Analysis {
+            statements: vec![Statement {
+                text: "<fast-path function call>".into(),
+                kind: Kind::Other,
+                class: Class::Unknown,
+                inner_kinds: Vec::new(),
+                relations: Vec::new(),
+                columns: Vec::new(),
+                functions: Vec::new(),
+                properties: Properties::default(),
+                normalized: String::new(),
+                fingerprint: String::new(),
+            }],
+            tags: Default::default(),
+        };
+        self.decide(&analysis)
+    }
+
+    fn decide(&mut self, analysis: &Analysis) -> Verdict {
+        self.refresh();
+        let decision = self.policy.decide(analysis);
+        if decision.action == Action::Allow {
+            return Verdict::Forward;
+        }
+        self.refused += 1;
+        Verdict::Refuse(refusal(&decision, analysis))
+    }
+
+    /// Picks up a reloaded policy.
+    fn refresh(&mut self) {
+        let generation = self.state.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            if let Some(policy) = session_policy(&self.state, &self.identity, &self.database) {
+                self.policy = policy;
+            }
+        }
+    }
+
+    fn refuse_analysis(&mut self, error: &AnalyzeError) -> Verdict {
+        let position = match error {
+            AnalyzeError::Syntax { position, .. } => *position,
+            _ => None,
+        };
+        let hint = match error {
+            AnalyzeError::Syntax { .. } => "Vigil checks every statement with PostgreSQL's parser and does not forward what it cannot parse.",
+            AnalyzeError::TooDeep => "Simplify the statement: Vigil does not forward what it cannot analyze.",
+            _ => "Vigil does not forward what it cannot analyze.",
+        };
+        let message = error.to_string();
+        self.refuse_unreadable(error.sqlstate(), &message, position, hint)
+    }
+
+    fn refuse_unreadable(
+        &mut self,
+        code: &str,
+        message: &str,
+        position: Option<usize>,
+        hint: &str,
+    ) -> Verdict {
+        self.refused += 1;
+        info!(sqlstate = code, "statement not analyzable; refused");
+        let mut report = Report::new(Severity::Error, code, message).hint(hint);
+        if let Some(position) = position {
+            report = report.position(position);
+        }
+        let mut out = BytesMut::new();
+        backend::error_response(&mut out, &report);
+        Verdict::Refuse(out.freeze())
+    }
+}
+
+/// The error a refused text gets: SQLSTATE 42501, the rule and its reason,
+/// which statement, and how to proceed.
+fn refusal(decision: &Decision, analysis: &Analysis) -> Bytes {
+    let (id, reason, hint) = match &decision.rule {
+        Some(rule) => (&*rule.id, rule.message.as_str(), rule.hint.clone()),
+        None => ("database default", "no rule allows this statement", None),
+    };
+    let reason = match decision.action {
+        Action::Review => format!("requires approval: {reason}"),
+        _ => reason.to_owned(),
+    };
+    let message = format!("Vigil refused this statement (rule {id}): {reason}");
+    let statement = decision
+        .statement
+        .and_then(|i| analysis.statements.get(i).map(|s| (i, s)));
+    let detail = statement.map(|(i, s)| match analysis.statements.len() {
+        1 => format!("The statement is a {} ({}).", s.kind, s.class),
+        n => format!(
+            "Statement {} of {n} is a {} ({}); none of the {n} ran.",
+            i + 1,
+            s.kind,
+            s.class
+        ),
+    });
+    let hint = match (decision.action, hint) {
+        (Action::Review, Some(hint)) => format!("{hint} Approvals are not available yet, so statements that need one are refused."),
+        (Action::Review, None) => "Approvals are not available yet, so statements that need one are refused; ask an approver to run it.".to_owned(),
+        (_, Some(hint)) => hint,
+        (_, None) => "Ask the owners of the Vigil policy, or run `vigil policy explain` to see which rules apply.".to_owned(),
+    };
+    warn!(
+        rule = id,
+        action = decision.action.as_str(),
+        kind = statement
+            .map(|(_, s)| s.kind.to_string())
+            .unwrap_or_default(),
+        fingerprint = statement.map(|(_, s)| s.fingerprint.as_str()).unwrap_or(""),
+        "statement refused"
+    );
+    let mut report = Report::new(Severity::Error, "42501", &message).hint(&hint);
+    if let Some(detail) = &detail {
+        report = report.detail(detail);
+    }
+    let mut out = BytesMut::new();
+    backend::error_response(&mut out, &report);
+    out.freeze()
+}
+
+fn session_policy(state: &State, identity: &Identity, database: &str) -> Option<SessionPolicy> {
+    let snapshot = state.snapshot();
+    let db = snapshot.config.database(database)?;
+    // Groups as configured now: a reload that moves someone out of a group
+    // takes effect in their running sessions too.
+    let configured = snapshot.config.identity(&identity.name);
+    let groups = configured.map_or(&identity.groups, |c| &c.groups);
+    let subject = Subject {
+        name: &identity.name,
+        groups,
+        kind: identity.kind.as_str(),
+    };
+    let target = Target {
+        name: &db.name,
+        labels: &db.labels,
+        default: db.default_action,
+    };
+    Some(
+        snapshot
+            .config
+            .compiled_policy
+            .for_session(&subject, &target),
+    )
+}
+
+/// For a session whose database vanished from the configuration.
+fn deny_all() -> SessionPolicy {
+    vigil_policy::Policy::default().for_session(
+        &Subject {
+            name: "",
+            groups: &[],
+            kind: "",
+        },
+        &Target {
+            name: "",
+            labels: &Default::default(),
+            default: Action::Deny,
+        },
+    )
+}
