@@ -5,7 +5,7 @@ use std::sync::Arc;
 use vigil_sql::{Analysis, Statement};
 
 use crate::integrity;
-use crate::{Action, Rule};
+use crate::{Action, Rule, SearchPath};
 
 /// The rules that apply to one identity on one database.
 #[derive(Debug, Clone)]
@@ -54,9 +54,20 @@ impl SessionPolicy {
     /// The strongest decision over the text's statements; the first statement
     /// with that decision names the rule. A text without statements is allowed.
     pub fn decide(&self, analysis: &Analysis) -> Decision {
+        self.decide_on_path(analysis, &SearchPath::default())
+    }
+
+    /// [`decide`](Self::decide) for a session whose `search_path` may hold
+    /// the schemas in `path`.
+    pub fn decide_on_path(&self, analysis: &Analysis, path: &SearchPath) -> Decision {
         let mut best: Option<Decision> = None;
+        // A SET search_path earlier in the text holds for the rest of it.
+        let mut path = std::borrow::Cow::Borrowed(path);
         for (index, statement) in analysis.statements.iter().enumerate() {
-            let decision = self.decide_statement(index, statement);
+            let decision = self.decide_statement(index, statement, &path);
+            if !statement.properties.settings.is_empty() {
+                path.to_mut().note(statement);
+            }
             if best.as_ref().is_none_or(|b| decision.action > b.action) {
                 best = Some(decision);
             }
@@ -68,7 +79,12 @@ impl SessionPolicy {
     }
 
     /// One statement: the strongest matching rule, or the default.
-    pub fn decide_statement(&self, index: usize, statement: &Statement) -> Decision {
+    pub fn decide_statement(
+        &self,
+        index: usize,
+        statement: &Statement,
+        path: &SearchPath,
+    ) -> Decision {
         if let Some(rule) = integrity::check(statement) {
             return Decision {
                 action: rule.action,
@@ -81,7 +97,7 @@ impl SessionPolicy {
             if best.is_some_and(|b| b.action >= rule.action) {
                 continue;
             }
-            if rule.matches(statement) {
+            if rule.matches(statement, path) {
                 best = Some(rule);
                 if rule.action == Action::Deny {
                     break;
@@ -103,10 +119,15 @@ impl SessionPolicy {
     }
 
     /// Every rule that matches the statement, in the order written.
-    pub fn matching(&self, statement: &Statement) -> Vec<Arc<Rule>> {
+    pub fn matching(&self, statement: &Statement, path: &SearchPath) -> Vec<Arc<Rule>> {
         integrity::check(statement)
             .into_iter()
-            .chain(self.rules.iter().filter(|r| r.matches(statement)).cloned())
+            .chain(
+                self.rules
+                    .iter()
+                    .filter(|r| r.matches(statement, path))
+                    .cloned(),
+            )
             .collect()
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use vigil_sql::{Analysis, SettingValue};
 
-use crate::{Action, Decision, Rule, SessionPolicy};
+use crate::{Action, Decision, Rule, SearchPath, SessionPolicy};
 
 pub struct Explanation<'a> {
     pub analysis: &'a Analysis,
@@ -22,13 +22,14 @@ pub struct StatementExplanation {
 
 impl SessionPolicy {
     pub fn explain<'a>(&self, analysis: &'a Analysis) -> Explanation<'a> {
+        let path = SearchPath::default();
         let statements = analysis
             .statements
             .iter()
             .enumerate()
             .map(|(i, s)| StatementExplanation {
-                matched: self.matching(s),
-                decision: self.decide_statement(i, s),
+                matched: self.matching(s, &path),
+                decision: self.decide_statement(i, s, &path),
             })
             .collect();
         Explanation {

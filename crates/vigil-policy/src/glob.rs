@@ -1,9 +1,11 @@
 //! Shell-style globs (`*`, `?`) over names, and how a pattern with or without a
 //! schema meets a name with or without one.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer};
+use vigil_sql::SettingValue;
 
 /// A pattern such as `public.*`, `*.passwords` or `pg_read_*`.
 #[derive(Clone, PartialEq, Eq)]
@@ -31,30 +33,88 @@ impl Glob {
 
     /// Whether an object name as a statement wrote it may be one the pattern
     /// names. A pattern without a schema (`users`, `pg_read_file`) meets the
-    /// last part of any name. A name without a schema may resolve through
-    /// `search_path` to any schema, so a schema-qualified pattern meets it on
-    /// the last part: `public.users` may be `users`. Deny and review rules ask
-    /// this question: when in doubt, they apply.
-    pub fn may_match_object(&self, name: &str) -> bool {
-        self.match_object(name, false)
+    /// last part of any name. A name without a schema resolves through the
+    /// session's `search_path`: it may be in any schema the path may hold.
+    /// Deny and review rules ask this question: when in doubt, they apply.
+    pub fn may_match_object(&self, name: &str, path: &SearchPath) -> bool {
+        self.match_object(name, path, false)
     }
 
-    /// Whether the name is certainly one the pattern names: `public.users`
-    /// is not certainly `users`, which `search_path` might resolve elsewhere.
-    /// Allow rules ask this question: when in doubt, they do not apply.
-    pub fn surely_matches_object(&self, name: &str) -> bool {
-        self.match_object(name, true)
+    /// Whether the name is certainly one the pattern names: an unqualified
+    /// name only when every schema the path may hold matches. Allow rules ask
+    /// this question: when in doubt, they do not apply.
+    pub fn surely_matches_object(&self, name: &str, path: &SearchPath) -> bool {
+        self.match_object(name, path, true)
     }
 
-    fn match_object(&self, name: &str, surely: bool) -> bool {
+    fn match_object(&self, name: &str, path: &SearchPath, surely: bool) -> bool {
         let (pattern_schema, pattern_name) = split_last(&self.0);
         let (schema, object) = split_last(name);
         let schema_ok = match (pattern_schema, schema) {
             (None, _) => true,
             (Some(ps), Some(s)) => wildcard(ps.as_bytes(), s.as_bytes()),
-            (Some(ps), None) => !surely || ps.bytes().all(|c| c == b'*'),
+            (Some(ps), None) => {
+                let matches = |s: &str| wildcard(ps.as_bytes(), s.as_bytes());
+                match (&path.schemas, surely) {
+                    (None, false) => true,
+                    (None, true) => ps.bytes().all(|c| c == b'*'),
+                    (Some(schemas), false) => schemas.iter().any(|s| matches(s)),
+                    (Some(schemas), true) => schemas.iter().all(|s| matches(s)),
+                }
+            }
         };
         schema_ok && wildcard(pattern_name.as_bytes(), object.as_bytes())
+    }
+}
+
+/// The schemas an unqualified name may resolve to in a session: every schema
+/// its `search_path` has held (a rolled-back `SET` may or may not have
+/// stuck), or any schema once it was set to something Vigil cannot read.
+/// Sessions start with PostgreSQL's default, `"$user", public`; Vigil assumes
+/// its service role has no schema of its own, as in a default installation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPath {
+    schemas: Option<BTreeSet<String>>,
+}
+
+impl Default for SearchPath {
+    fn default() -> SearchPath {
+        SearchPath {
+            schemas: Some(BTreeSet::from(["public".to_owned()])),
+        }
+    }
+}
+
+impl SearchPath {
+    /// Any schema at all.
+    pub fn any() -> SearchPath {
+        SearchPath { schemas: None }
+    }
+
+    /// Takes note of the `search_path` changes of a statement that ran.
+    pub fn note(&mut self, statement: &vigil_sql::Statement) {
+        for change in &statement.properties.settings {
+            match (change.name.as_deref(), &change.value) {
+                (Some("search_path"), SettingValue::Value(value)) => {
+                    if let Some(schemas) = &mut self.schemas {
+                        for schema in value.split(',') {
+                            let schema = schema.trim();
+                            let schema =
+                                match schema.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                                    Some(quoted) => quoted.to_owned(),
+                                    None => schema.to_ascii_lowercase(),
+                                };
+                            if schema != "$user" && !schema.is_empty() {
+                                schemas.insert(schema);
+                            }
+                        }
+                    }
+                }
+                (Some("search_path"), SettingValue::Default) => {}
+                (Some("search_path" | "all") | None, SettingValue::Unknown) => self.schemas = None,
+                _ => {}
+            }
+        }
     }
 }
 
@@ -138,19 +198,28 @@ mod tests {
 
     #[test]
     fn objects_with_and_without_schemas() {
-        let may = |p: &str, name: &str| glob(p).may_match_object(name);
-        let surely = |p: &str, name: &str| glob(p).surely_matches_object(name);
+        let default = SearchPath::default();
+        let may = |p: &str, name: &str| glob(p).may_match_object(name, &default);
+        let surely = |p: &str, name: &str| glob(p).surely_matches_object(name, &default);
         assert!(may("public.users", "public.users") && surely("public.users", "public.users"));
-        assert!(may("public.users", "users"), "search_path may resolve it");
-        assert!(
-            !surely("public.users", "users"),
-            "but it may resolve elsewhere"
-        );
+        assert!(may("public.users", "users") && surely("public.users", "users"));
         assert!(!may("public.users", "audit.users"));
         assert!(surely("users", "audit.users"));
         assert!(surely("*.secrets", "hr.secrets") && surely("*.secrets", "secrets"));
-        assert!(may("hr.*", "salaries") && !surely("hr.*", "salaries"));
-        assert!(may("pg_catalog.pg_read_file", "pg_read_file"));
+        assert!(!may("hr.*", "salaries"), "hr is not on the default path");
         assert!(surely("dblink*", "public.dblink_exec"));
+
+        // SET search_path = hr, public: salaries may now be hr's.
+        let mut path = SearchPath::default();
+        let set = vigil_sql::analyze_uncached("SET search_path = hr, public").unwrap();
+        path.note(&set.statements[0]);
+        assert!(glob("hr.*").may_match_object("salaries", &path));
+        assert!(!glob("public.*").surely_matches_object("salaries", &path));
+        let mut path = SearchPath::default();
+        let set = vigil_sql::analyze_uncached("SELECT set_config('search_path', s, false) FROM t")
+            .unwrap();
+        path.note(&set.statements[0]);
+        assert_eq!(path, SearchPath::any());
+        assert!(glob("hr.*").may_match_object("salaries", &path));
     }
 }

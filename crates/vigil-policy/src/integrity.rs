@@ -6,6 +6,8 @@
 //! client encoding such as SJIS a backslash can hide inside a character;
 //! either way a statement the analyzer saw as a harmless string literal could
 //! run as SQL on the server. Setting them back to safe values is allowed.
+//! Likewise a `search_path` that puts `pg_catalog` after another schema would
+//! let a user's `lower()` stand in for the built-in the analyzer trusts.
 
 use std::sync::{Arc, OnceLock};
 
@@ -38,6 +40,7 @@ pub(crate) fn check(statement: &Statement) -> Option<Arc<Rule>> {
             }
         };
         match name {
+            "search_path" => !pg_catalog_first(&value),
             "client_encoding" => !encoding_is_safe(&value),
             "standard_conforming_strings" => !is_on(&value),
             _ => false,
@@ -81,6 +84,21 @@ pub fn encoding_is_safe(encoding: &str) -> bool {
             | "cp949"
             | "johab"
     ) && !name.is_empty()
+}
+
+/// Whether built-in functions still win over same-named ones in other
+/// schemas: `pg_catalog` is searched first unless a search_path names it
+/// later. The analyzer trusts unqualified calls of built-in names.
+fn pg_catalog_first(search_path: &str) -> bool {
+    let schemas: Vec<String> = search_path
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    match schemas.iter().position(|s| s == "pg_catalog") {
+        None | Some(0) => true,
+        Some(_) => false,
+    }
 }
 
 /// Whether a value PostgreSQL reads as a boolean is certainly on.

@@ -51,7 +51,7 @@ use std::sync::Arc;
 pub use cases::{Case, CaseFile};
 pub use decide::{Decision, SessionPolicy};
 pub use explain::{Explanation, StatementExplanation};
-pub use glob::Glob;
+pub use glob::{Glob, SearchPath};
 pub use model::{
     Action, Approvers, ClassName, CopyDirectionName, IdentityKindName, KindName, PolicySettings,
     PropertyMatch, RuleConfig, RuleFile, Subjects, When,

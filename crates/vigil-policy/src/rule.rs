@@ -6,7 +6,7 @@ use std::sync::Arc;
 use vigil_sql::{CopyDirection, Statement};
 
 use crate::model::{CopyDirectionName, PropertyMatch, Subjects, When};
-use crate::{Action, Subject, Target};
+use crate::{Action, SearchPath, Subject, Target};
 
 /// A rule ready to be evaluated.
 #[derive(Debug)]
@@ -56,12 +56,18 @@ impl Rule {
     /// Whether the statement is one the rule is about. Object names are
     /// matched in the rule's favour of caution: a deny or review rule applies
     /// when a name may be the one it names; an allow rule only when it surely is.
-    pub(crate) fn matches(&self, statement: &Statement) -> bool {
+    pub(crate) fn matches(&self, statement: &Statement, path: &SearchPath) -> bool {
         let when = &self.when;
         let surely = self.action == Action::Allow;
         let object = |glob: &crate::Glob, name: &str| match surely {
-            true => glob.surely_matches_object(name),
-            false => glob.may_match_object(name),
+            true => glob.surely_matches_object(name, path),
+            false => glob.may_match_object(name, path),
+        };
+        // Unqualified function names resolve through pg_catalog first, so a
+        // rule naming pg_catalog.f meets a call of f whatever the path.
+        let function = |glob: &crate::Glob, name: &str| match surely {
+            true => glob.surely_matches_object(name, &SearchPath::any()) || glob.matches(name),
+            false => glob.may_match_object(name, &SearchPath::any()),
         };
         let class_ok =
             when.classes.is_empty() || when.classes.iter().any(|c| c.0 == statement.class);
@@ -84,7 +90,7 @@ impl Rule {
             || when
                 .functions
                 .iter()
-                .any(|g| statement.functions.iter().any(|f| object(g, f)));
+                .any(|g| statement.functions.iter().any(|f| function(g, f)));
         class_ok
             && kind_ok
             && relations_ok

@@ -215,6 +215,15 @@ fn parser_integrity_is_enforced_for_everyone() {
     assert_eq!(integrity("SET NAMES 'GBK'"), refused);
     assert_eq!(integrity("SET client_encoding = 'Shift_JIS_2004'"), refused);
     assert_eq!(integrity("SET client_encoding = DEFAULT").0, Action::Allow);
+    assert_eq!(integrity("SET search_path = public, pg_catalog"), refused);
+    assert_eq!(
+        integrity("SELECT set_config('search_path', 'evil,pg_catalog', false)"),
+        refused
+    );
+    assert_eq!(
+        integrity("SET search_path = pg_catalog, public").0,
+        Action::Allow
+    );
     assert_eq!(
         integrity("SELECT set_config('standard_conforming_strings', 'off', false)"),
         refused
@@ -283,10 +292,11 @@ fn precedence_and_defaults() {
         deny_default(AGENT, "SELECT * FROM hr.salaries"),
         (Action::Deny, Some("no-salaries".into()))
     );
-    // Unqualified: it may be hr.salaries through search_path, so deny applies.
+    // Unqualified: hr is not on the default search_path, so it is not hr's
+    // (after a SET search_path it may be; see the glob tests).
     assert_eq!(
-        deny_default(AGENT, "SELECT * FROM salaries").0,
-        Action::Deny
+        deny_default(AGENT, "SELECT * FROM salaries"),
+        (Action::Allow, Some("reads-ok".into()))
     );
     assert_eq!(
         deny_default(ALICE, "SELECT * FROM hr.salaries").0,
@@ -301,10 +311,10 @@ fn precedence_and_defaults() {
         deny_default(ALICE, "INSERT INTO public.t VALUES (1)").0,
         Action::Allow
     );
-    // An allow on public.* is not sure of an unqualified name.
+    // On the default search_path an unqualified name is public's.
     assert_eq!(
-        deny_default(ALICE, "INSERT INTO t VALUES (1)"),
-        (Action::Deny, None)
+        deny_default(ALICE, "INSERT INTO t VALUES (1)").0,
+        Action::Allow
     );
     // The strongest statement decides the text.
     assert_eq!(

@@ -119,6 +119,12 @@ pub struct Properties {
     pub parameter: Option<String>,
     /// The prepared statement a `PREPARE`, `EXECUTE` or `DEALLOCATE` names.
     pub prepared_name: Option<String>,
+    /// Functions called whose effect the analyzer cannot see: any function
+    /// that is not one of PostgreSQL's built-ins (user-defined, from
+    /// extensions), and the built-ins that run a query given as text
+    /// (`query_to_xml`, `ts_stat` …). Calling one makes the statement
+    /// [`Class::Unknown`].
+    pub opaque_functions: Vec<String>,
     /// Run-time parameters the statement changes, by `SET` / `RESET` or by a
     /// `set_config(…)` call anywhere in it.
     pub settings: Vec<SettingChange>,

@@ -392,6 +392,13 @@ impl<'a> Collector<'a> {
                 value: constant(1).map_or(SettingValue::Unknown, SettingValue::Value),
             });
         }
+        if !name.is_empty() && crate::functions::is_opaque(&name) {
+            // What a function of the database's own runs is not in the text.
+            self.class = self.class.map(|c| c.max(Class::Unknown));
+            if !self.properties.opaque_functions.contains(&name) {
+                self.properties.opaque_functions.push(name.clone());
+            }
+        }
         if !name.is_empty() && !self.functions.contains(&name) {
             self.functions.push(name);
         }

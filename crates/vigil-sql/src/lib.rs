@@ -42,9 +42,12 @@
 //! actions, `BEGIN ATOMIC` function bodies, view queries) count as running:
 //! `CREATE RULE … DO INSTEAD DELETE FROM u` lists a delete without WHERE.
 //!
-//! Classes say nothing about what functions do: `SELECT nextval('s')`,
-//! `SELECT pg_terminate_backend(…)` and `SELECT … FOR UPDATE` are reads.
-//! Rules about such effects match on [`Statement::functions`].
+//! Classes say nothing about what built-in functions do: `SELECT
+//! nextval('s')`, `SELECT pg_terminate_backend(…)` and `SELECT … FOR UPDATE`
+//! are reads. Rules about such effects match on [`Statement::functions`].
+//! A call to a function that is not built in (user-defined, or from an
+//! extension), or to a built-in that runs a query given as text, makes the
+//! statement unknown: `SELECT run_sql('DROP TABLE t')` could do anything.
 //!
 //! `EXECUTE` of a statement prepared with SQL `PREPARE` is unknown: the
 //! analyzer does not track prepared names across texts, so policy should
@@ -57,6 +60,7 @@ mod cache;
 mod classify;
 mod collect;
 mod error;
+mod functions;
 mod kind;
 mod position;
 mod tags;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tracing::{info, warn};
-use vigil_policy::{Action, Decision, SessionPolicy, Subject, Target};
+use vigil_policy::{Action, Decision, SearchPath, SessionPolicy, Subject, Target};
 use vigil_sql::{Analysis, AnalyzeError, Class, Kind, Properties, Statement};
 use vigil_wire::backend::{self, Report, Severity};
 
@@ -30,6 +30,8 @@ pub(crate) struct Gate {
     policy: SessionPolicy,
     /// The state generation `policy` was built from.
     generation: u64,
+    /// Where unqualified names may resolve in this session.
+    search_path: SearchPath,
     pub(crate) refused: u64,
 }
 
@@ -43,6 +45,7 @@ impl Gate {
             database,
             policy,
             generation,
+            search_path: SearchPath::default(),
             refused: 0,
         }
     }
@@ -87,8 +90,11 @@ impl Gate {
 
     fn decide(&mut self, analysis: &Analysis) -> Verdict {
         self.refresh();
-        let decision = self.policy.decide(analysis);
+        let decision = self.policy.decide_on_path(analysis, &self.search_path);
         if decision.action == Action::Allow {
+            for statement in &analysis.statements {
+                self.search_path.note(statement);
+            }
             return Verdict::Forward;
         }
         self.refused += 1;

@@ -98,6 +98,11 @@ fn verifiers() -> &'static (String, String) {
 /// A config serving `db` as `demo`, plus whatever `extra` adds (more tables
 /// or keys). `server_extra` goes into the [server] table.
 pub fn config_toml(db: &str, server_extra: &str, extra: &str) -> String {
+    config_toml_with_db(db, "", server_extra, extra)
+}
+
+/// `config_toml` with more keys for the `demo` database (labels, default action).
+pub fn config_toml_with_db(db: &str, db_extra: &str, server_extra: &str, extra: &str) -> String {
     let (alice, agent) = verifiers();
     format!(
         r#"
@@ -113,6 +118,7 @@ name = "demo"
 upstream = "{PG_HOST}:{PG_PORT}"
 database = "{db}"
 user = "postgres"
+{db_extra}
 
 [[identities]]
 name = "alice"
@@ -133,6 +139,7 @@ password = "{agent}"
 /// Vigil running in this process on its own runtime, stopped on drop.
 pub struct Proxy {
     pub port: u16,
+    pub state: std::sync::Arc<vigil_server::State>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -146,6 +153,7 @@ impl Proxy {
     pub fn start_at(toml: &str, path: &Path) -> Proxy {
         let config = Config::from_toml(toml, path).unwrap_or_else(|e| panic!("test config: {e}"));
         let state = vigil_server::State::new(config).expect("state");
+        let shared = state.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -170,6 +178,7 @@ impl Proxy {
             .expect("proxy started");
         Proxy {
             port,
+            state: shared,
             stop: Some(stop),
             thread: Some(thread),
         }

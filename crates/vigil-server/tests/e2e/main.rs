@@ -7,6 +7,7 @@ mod bad_input;
 mod client_tls;
 mod clients;
 mod impostor;
+mod policy;
 mod psql;
 mod python;
 mod shutdown;

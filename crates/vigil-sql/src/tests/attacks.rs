@@ -204,7 +204,17 @@ fn functions_that_run_sql_are_recorded() {
     assert_eq!(s.functions, vec!["dblink_exec"]);
     let s = one("SELECT query_to_xml('delete from t returning *', true, true, '')");
     assert_eq!(s.functions, vec!["query_to_xml"]);
-    assert_eq!(s.class, Class::Read);
+    assert_eq!(s.class, Class::Unknown, "it runs the query it is given");
+    assert_eq!(s.properties.opaque_functions, vec!["query_to_xml"]);
+    let s = one("SELECT run_sql('DROP TABLE t') FROM (SELECT 1) x");
+    assert_eq!(
+        (s.kind, s.class),
+        (Kind::Select, Class::Unknown),
+        "user-defined"
+    );
+    let s = one("SELECT lower(name), count(*) FROM t GROUP BY 1");
+    assert_eq!(s.class, Class::Read, "built-ins are known");
+    assert!(s.properties.opaque_functions.is_empty());
     let s = one("SELECT * FROM dblink('host=db', 'DELETE FROM t RETURNING 1') AS x(a int)");
     assert_eq!(s.functions, vec!["dblink"]);
     let s = one("CALL public.cleanup(true)");
