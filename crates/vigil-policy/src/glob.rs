@@ -55,10 +55,14 @@ impl Glob {
             (Some(ps), Some(s)) => wildcard(ps.as_bytes(), s.as_bytes()),
             (Some(ps), None) => {
                 let matches = |s: &str| wildcard(ps.as_bytes(), s.as_bytes());
+                // pg_catalog is searched first whatever the path says; a
+                // name of ours that is also a catalog's is not sure either way.
                 match (&path.schemas, surely) {
                     (None, false) => true,
                     (None, true) => ps.bytes().all(|c| c == b'*'),
-                    (Some(schemas), false) => schemas.iter().any(|s| matches(s)),
+                    (Some(schemas), false) => {
+                        matches("pg_catalog") || schemas.iter().any(|s| matches(s))
+                    }
                     (Some(schemas), true) => schemas.iter().all(|s| matches(s)),
                 }
             }
@@ -207,6 +211,10 @@ mod tests {
         assert!(surely("users", "audit.users"));
         assert!(surely("*.secrets", "hr.secrets") && surely("*.secrets", "secrets"));
         assert!(!may("hr.*", "salaries"), "hr is not on the default path");
+        assert!(
+            may("pg_catalog.pg_authid", "pg_authid"),
+            "pg_catalog is always searched"
+        );
         assert!(surely("dblink*", "public.dblink_exec"));
 
         // SET search_path = hr, public: salaries may now be hr's.

@@ -147,23 +147,52 @@ fn serve_answers_psql_and_stops_on_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // SIGHUP is not a stop signal: the proxy keeps serving.
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("vigil logs {what:?}"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    };
+    // SIGHUP reloads; the proxy keeps serving.
     let hup = Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(hup.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("vigil logs the SIGHUP");
-        if line.contains("SIGHUP received") {
-            break;
-        }
-    }
+    wait_for("SIGHUP received");
+    wait_for("configuration reloaded");
     let out = psql_as_alice(port, "SELECT 'still here'");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "still here");
+
+    // A broken edit is refused with its file and line; the old policy stays.
+    let served = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{served}\n[[rules]]\nid = \"x\"\naction = \"block\"\n"),
+    )
+    .unwrap();
+    let refused = wait_for("reload refused");
+    assert!(refused.contains("serve.toml:"), "{refused}");
+    let out = psql_as_alice(port, "SELECT 'old policy'");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "old policy");
+    // A good edit takes effect without a signal.
+    std::fs::write(
+        &config,
+        format!("{served}\n[[rules]]\nid = \"no-selects-for-alice\"\nwhen = {{ identities = [\"alice\"], kinds = [\"select\"] }}\naction = \"deny\"\n"),
+    )
+    .unwrap();
+    wait_for("configuration reloaded");
+    let out = psql_as_alice(port, "SELECT 'new policy'");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Vigil refused this statement (rule no-selects-for-alice)"),
+        "{err}"
+    );
 
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -186,5 +215,75 @@ fn serve_answers_psql_and_stops_on_sigterm() {
     assert!(
         rest.iter().any(|l| l.contains("shutdown complete")),
         "{rest:?}"
+    );
+}
+
+#[test]
+fn policy_explain_shows_the_analysis_and_the_deciding_rule() {
+    let out = Command::new(VIGIL)
+        .args(["policy", "explain", "--config"])
+        .arg(repo_file("examples/quickstart.toml"))
+        .args([
+            "--as",
+            "agent",
+            "--db",
+            "demo",
+            "SELECT 1; DROP TABLE users",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("statement 2 of 2: DROP TABLE users"),
+        "{text}"
+    );
+    assert!(text.contains("kind:        drop table"), "{text}");
+    assert!(
+        text.contains("decision: DENY by rule guardrail.drop (statement 2)"),
+        "{text}"
+    );
+
+    let out = Command::new(VIGIL)
+        .args(["policy", "explain", "--config"])
+        .arg(repo_file("examples/quickstart.toml"))
+        .args(["--as", "nobody", "--db", "demo", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no identity \"nobody\""));
+}
+
+#[test]
+fn policy_test_runs_the_example_cases_and_fails_on_a_wrong_expectation() {
+    let out = Command::new(VIGIL)
+        .args(["policy", "test", "--config"])
+        .arg(repo_file("examples/quickstart.toml"))
+        .arg(repo_file("examples/policy-cases.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("6 passed, 0 failed"), "{text}");
+
+    let wrong = scratch(
+        "wrong-cases.toml",
+        "[[cases]]\nsql = \"DROP TABLE t\"\nidentity = \"agent\"\ndatabase = \"demo\"\nexpect = \"allow\"\n",
+    );
+    let out = Command::new(VIGIL)
+        .args(["policy", "test", "--config"])
+        .arg(repo_file("examples/quickstart.toml"))
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("expected allow, got deny by guardrail.drop"),
+        "{text}"
     );
 }

@@ -57,7 +57,7 @@ impl Gate {
                 "22021",
                 "statement text is not valid UTF-8",
                 None,
-                "Vigil reads SQL as UTF-8: connect with client_encoding=UTF8.",
+                Some("Vigil reads SQL as UTF-8: connect with client_encoding=UTF8."),
             );
         };
         let analysis = match self.state.analyzer.analyze(sql) {
@@ -117,10 +117,13 @@ impl Gate {
             AnalyzeError::Syntax { position, .. } => *position,
             _ => None,
         };
+        // A syntax error reads exactly as PostgreSQL's own would.
         let hint = match error {
-            AnalyzeError::Syntax { .. } => "Vigil checks every statement with PostgreSQL's parser and does not forward what it cannot parse.",
-            AnalyzeError::TooDeep => "Simplify the statement: Vigil does not forward what it cannot analyze.",
-            _ => "Vigil does not forward what it cannot analyze.",
+            AnalyzeError::Syntax { .. } => None,
+            AnalyzeError::TooDeep => {
+                Some("Simplify the statement: Vigil does not forward what it cannot analyze.")
+            }
+            _ => Some("Vigil does not forward what it cannot analyze."),
         };
         let message = error.to_string();
         self.refuse_unreadable(error.sqlstate(), &message, position, hint)
@@ -131,11 +134,12 @@ impl Gate {
         code: &str,
         message: &str,
         position: Option<usize>,
-        hint: &str,
+        hint: Option<&str>,
     ) -> Verdict {
         self.refused += 1;
         info!(sqlstate = code, "statement not analyzable; refused");
-        let mut report = Report::new(Severity::Error, code, message).hint(hint);
+        let mut report = Report::new(Severity::Error, code, message);
+        report.hint = hint;
         if let Some(position) = position {
             report = report.position(position);
         }

@@ -72,7 +72,8 @@ impl Sent {
         )
     }
 
-    /// Part of an extended-protocol batch: an error skips it.
+    /// Part of an extended-protocol batch: its error makes the server skip
+    /// to the next Sync.
     fn extended(&self) -> bool {
         matches!(
             self,
@@ -153,8 +154,9 @@ impl Owed {
                     _ => None,
                 };
                 if front.extended() {
-                    // The server now discards messages until the next Sync.
-                    while self.sent.front().is_some_and(|s| s.extended()) {
+                    // The server now discards every message until the next
+                    // Sync, a Query or FunctionCall included.
+                    while self.sent.front().is_some_and(|s| *s != Sent::Sync) {
                         self.sent.pop_front();
                     }
                 } else if swap.is_some() {
