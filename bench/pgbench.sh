@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # Benchmarks Vigil against PgBouncer and a direct connection with pgbench -S.
 #
-# Every case (mode simple/extended/prepared × 1 and 10 clients) runs against the three
-# targets back to back, over several rounds, with the targets' order rotated each
-# round. Prints TPS ratios, added latency at 1 client and proxy CPU per transaction,
-# and writes the same as JSON. Starts and stops its own Vigil and PgBouncer.
+# Four targets: direct; PgBouncer; "vigil", Vigil with no rules and no guardrails
+# (every statement is still analyzed and decided, by the database default, allow:
+# there is no switch that turns policy off); and "vigil-policy", a second Vigil whose
+# database is labelled environment = "production", with the guardrail pack on, the
+# bench identity not exempt, and a few ordinary rules, so every statement meets them.
 #
-#   bench/pgbench.sh            # ROUNDS=3 × DURATION=10 s per run (~11 min)
+# Every case (mode simple/extended/prepared × 1 and 10 clients) runs against the four
+# targets back to back, over several rounds, with the targets' order rotated each
+# round. Prints TPS ratios (each Vigil to PgBouncer and to direct), added latency at
+# 1 client and proxy CPU per transaction, and writes the same as JSON. Starts and
+# stops its own Vigils and PgBouncer.
+#
+#   bench/pgbench.sh            # ROUNDS=3 × DURATION=10 s per run (~14 min)
 #   bench/pgbench.sh --quick    # 1 round × 3 s, a smoke test (same as QUICK=1)
 #
 # Environment (defaults in brackets):
 #   ROUNDS [3]  DURATION [10] seconds per run  SCALE [10] pgbench -i scale
 #   PGHOST_DIRECT [127.0.0.1]  PGPORT_DIRECT [5432]  PGSUPERUSER [postgres]
 #   BENCH_DB [vigil_bench]  VIGIL_PORT [6442]  PGBOUNCER_PORT [6443]
+#   VIGIL_POLICY_PORT [6444] (the Vigil with guardrails and rules)
 #   OUT [<target dir>/bench/pgbench-<time>.json]  STRICT=1: exit 1 if the target fails
 #   KEEP_WORK=1: keep the temp dir (configs, proxy logs, pgbench output)
 #
+# Target: at 10 clients, each Vigil's TPS ≥ 0.95× PgBouncer's in every mode.
 # Exit status: 0 done (target PASS or FAIL is printed), 1 target FAIL with STRICT=1,
 # 2 setup failed, 3 some pgbench run failed.
 set -euo pipefail
@@ -45,6 +54,7 @@ PGSUPERUSER=${PGSUPERUSER:-postgres}
 BENCH_DB=${BENCH_DB:-vigil_bench}
 VIGIL_PORT=${VIGIL_PORT:-6442}
 PGBOUNCER_PORT=${PGBOUNCER_PORT:-6443}
+VIGIL_POLICY_PORT=${VIGIL_POLICY_PORT:-6444}
 STRICT=${STRICT:-0}
 KEEP_WORK=${KEEP_WORK:-0}
 READY_DEADLINE_S=30   # how long a proxy may take to open its port
@@ -94,6 +104,7 @@ command -v cargo >/dev/null || die "cargo not found"
 WORK=$(mktemp -d -t vigil-pgbench.XXXXXX)
 chmod 755 "$WORK"   # PgBouncer drops root and must still read its config
 VIGIL_PID=
+VIGIL_POLICY_PID=
 PGBOUNCER_PID=
 
 # Stops one process we started: SIGTERM, then SIGKILL past the deadline.
@@ -116,6 +127,7 @@ cleanup() {
     local status=$?
     trap - EXIT INT TERM
     stop_process vigil "$VIGIL_PID"
+    stop_process vigil-policy "$VIGIL_POLICY_PID"
     stop_process pgbouncer "$PGBOUNCER_PID"
     if [[ "$KEEP_WORK" == 1 || $status -eq 2 || $status -eq 3 ]]; then   # setup or run failed
         echo "pgbench.sh: work dir kept: $WORK" >&2
@@ -179,31 +191,76 @@ VIGIL_BIN="$TARGET_DIR/release/vigil"
 [[ -x "$VIGIL_BIN" ]] || die "no binary at $VIGIL_BIN"
 OUT=${OUT:-"$TARGET_DIR/bench/pgbench-$(date -u +%Y%m%dT%H%M%SZ).json"}
 
-for port in "$VIGIL_PORT" "$PGBOUNCER_PORT"; do
-    ! port_open "$port" || die "port $port is already in use; set VIGIL_PORT / PGBOUNCER_PORT"
+for port in "$VIGIL_PORT" "$VIGIL_POLICY_PORT" "$PGBOUNCER_PORT"; do
+    ! port_open "$port" || die "port $port is already in use; set VIGIL_PORT / VIGIL_POLICY_PORT / PGBOUNCER_PORT"
 done
 
 verifier=$(echo bench-pass | "$VIGIL_BIN" passwd) || die "vigil passwd failed"
-cat >"$WORK/vigil.toml" <<EOF
+
+# A Vigil config: the listen port, then TOML for the [policy] table, for the
+# database's extra keys, and for trailing [[rules]] (each may be empty).
+vigil_config() {
+    local port=$1 policy=$2 database=$3 rules=$4
+    cat <<EOF
 [server]
-listen = "127.0.0.1:$VIGIL_PORT"
+listen = "127.0.0.1:$port"
 drain_timeout_secs = 5
 
 [auth]
 method = "scram-sha-256"
-
+$policy
 [[databases]]
 name = "$BENCH_DB"
 upstream = "$PGHOST_DIRECT:$PGPORT_DIRECT"
 database = "$BENCH_DB"
 user = "$PGSUPERUSER"
-
+$database
 [[identities]]
 name = "bench"
+kind = "service"
 password = "$verifier"
+$rules
 EOF
+}
+
+# "vigil": no rules, no guardrails. Every statement is still analyzed and decided
+# (the database default, allow, decides); Vigil has no switch to skip that.
+vigil_config "$VIGIL_PORT" "" "" "" >"$WORK/vigil.toml"
+
+# "vigil-policy": the guardrail pack on a production-labelled database, the bench
+# identity in no exempt group, and ordinary rules of the kinds users write.
+vigil_config "$VIGIL_POLICY_PORT" '
+[policy]
+guardrails = true
+guardrails_exempt = { groups = ["dba"] }
+' 'labels = { environment = "production", team = "payments" }
+' '
+[[rules]]
+id = "no-secrets"
+when = { relations = ["secret.*", "*.credentials"] }
+action = "deny"
+message = "The secret schema is off limits."
+
+[[rules]]
+id = "schema-changes-need-review"
+when = { classes = ["ddl", "dcl"], labels = { environment = "production" } }
+unless = { groups = ["dba"] }
+action = "review"
+
+[[rules]]
+id = "reads"
+when = { classes = ["read"] }
+action = "allow"
+' >"$WORK/vigil-policy.toml"
+
+for config in vigil vigil-policy; do
+    "$VIGIL_BIN" check --config "$WORK/$config.toml" >"$WORK/$config-check.log" 2>&1 ||
+        { cat "$WORK/$config-check.log" >&2; die "vigil check rejects $config.toml"; }
+done
 VIGIL_LOG=warn "$VIGIL_BIN" serve --config "$WORK/vigil.toml" </dev/null 2>"$WORK/vigil.log" &
 VIGIL_PID=$!
+VIGIL_LOG=warn "$VIGIL_BIN" serve --config "$WORK/vigil-policy.toml" </dev/null 2>"$WORK/vigil-policy.log" &
+VIGIL_POLICY_PID=$!
 
 # --- PgBouncer -----------------------------------------------------------------------
 
@@ -241,8 +298,10 @@ fi
 PGBOUNCER_PID=$!
 
 wait_for_port vigil "$VIGIL_PORT" "$VIGIL_PID" "$WORK/vigil.log"
+wait_for_port vigil-policy "$VIGIL_POLICY_PORT" "$VIGIL_POLICY_PID" "$WORK/vigil-policy.log"
 wait_for_port pgbouncer "$PGBOUNCER_PORT" "$PGBOUNCER_PID" "$WORK/pgbouncer.log"
-say "vigil pid $VIGIL_PID on :$VIGIL_PORT, pgbouncer pid $PGBOUNCER_PID on :$PGBOUNCER_PORT"
+say "vigil pid $VIGIL_PID on :$VIGIL_PORT, vigil-policy pid $VIGIL_POLICY_PID on :$VIGIL_POLICY_PORT," \
+    "pgbouncer pid $PGBOUNCER_PID on :$PGBOUNCER_PORT"
 
 # --- targets ---------------------------------------------------------------------------
 
@@ -252,6 +311,7 @@ target_conn() {
         direct) echo "-h $PGHOST_DIRECT -p $PGPORT_DIRECT -U $PGSUPERUSER" ;;
         pgbouncer) echo "-h 127.0.0.1 -p $PGBOUNCER_PORT -U $PGSUPERUSER" ;;
         vigil) echo "-h 127.0.0.1 -p $VIGIL_PORT -U bench" ;;
+        vigil-policy) echo "-h 127.0.0.1 -p $VIGIL_POLICY_PORT -U bench" ;;
     esac
 }
 target_pid() {
@@ -259,18 +319,33 @@ target_pid() {
         direct) echo "" ;;
         pgbouncer) echo "$PGBOUNCER_PID" ;;
         vigil) echo "$VIGIL_PID" ;;
+        vigil-policy) echo "$VIGIL_POLICY_PID" ;;
     esac
 }
 export PGPASSWORD=bench-pass   # only Vigil asks; trust elsewhere
 export PGCONNECT_TIMEOUT=10
 
-TARGETS=(direct pgbouncer vigil)
+TARGETS=(direct pgbouncer vigil vigil-policy)
+NTARGETS=${#TARGETS[@]}
 for target in "${TARGETS[@]}"; do
     # shellcheck disable=SC2046  # word splitting of the connection arguments is wanted
     got=$(psql -X -tAc 'select count(*) from pgbench_branches' $(target_conn "$target") "$BENCH_DB" 2>&1) ||
         die "cannot query through $target: $got"
     [[ "$got" == "$SCALE" ]] || die "unexpected answer through $target: $got"
 done
+
+# The policy must really be in force on vigil-policy: a guardrail and a user rule
+# each refuse a statement (both harmless, should they run after all).
+expect_refusal() {
+    local rule=$1 sql=$2 got
+    # shellcheck disable=SC2046
+    if got=$(psql -X -tAc "$sql" $(target_conn vigil-policy) "$BENCH_DB" 2>&1); then
+        die "vigil-policy ran '$sql': the policy is not in force"
+    fi
+    [[ "$got" == *"(rule $rule)"* ]] || die "vigil-policy did not refuse '$sql' by rule $rule: $got"
+}
+expect_refusal guardrail.drop 'DROP TABLE IF EXISTS vigil_bench_guardrail_probe'
+expect_refusal no-secrets 'SELECT 1 FROM secret.probe'
 
 say "warm-up: 2 s per target"
 for target in "${TARGETS[@]}"; do
@@ -284,8 +359,8 @@ done
 RUNS="$WORK/runs.jsonl"
 : >"$RUNS"
 CLK_TCK=$(getconf CLK_TCK)
-total=$((ROUNDS * 3 * 2 * 3))
-say "$total runs: $ROUNDS round(s) × 3 modes × 2 client counts × 3 targets, ${DURATION} s each"
+total=$((ROUNDS * 3 * 2 * NTARGETS))
+say "$total runs: $ROUNDS round(s) × 3 modes × 2 client counts × $NTARGETS targets, ${DURATION} s each"
 
 # One pgbench run against one target; appends its record to $RUNS.
 run_case() {
@@ -321,11 +396,11 @@ run_case() {
 for ((round = 1; round <= ROUNDS; round++)); do
     # Rotate the targets' order each round so none always runs first (cold) or last.
     order=()
-    for i in 0 1 2; do order+=("${TARGETS[$(((i + round - 1) % 3))]}"); done
+    for ((i = 0; i < NTARGETS; i++)); do order+=("${TARGETS[$(((i + round - 1) % NTARGETS))]}"); done
     say "round $round/$ROUNDS, order: ${order[*]}"
     for mode in simple extended prepared; do
         for clients in 1 10; do
-            for i in 0 1 2; do
+            for ((i = 0; i < NTARGETS; i++)); do
                 run_case "$round" "$i" "$mode" "$clients" "${order[$i]}"
             done
         done

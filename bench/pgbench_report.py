@@ -9,6 +9,10 @@ Two subcommands:
 
 Numbers are medians across rounds. Latency percentiles come from pgbench's
 per-transaction log (third column: elapsed time of the transaction in µs).
+
+Targets: direct, pgbouncer, and two Vigils: "vigil" (no rules, no guardrails: every
+statement is still analyzed and decided, default allow) and "vigil-policy" (guardrail
+pack on a production-labelled database plus ordinary rules).
 """
 
 import argparse
@@ -20,9 +24,18 @@ import re
 import statistics
 import sys
 
-TARGETS = ("direct", "pgbouncer", "vigil")
+TARGETS = ("direct", "pgbouncer", "vigil", "vigil-policy")
+VIGILS = ("vigil", "vigil-policy")
+PROXIES = ("pgbouncer",) + VIGILS
+LABELS = {
+    "direct": "direct",
+    "pgbouncer": "pgbouncer",
+    "vigil": "vigil (no rules)",
+    "vigil-policy": "vigil (guardrails + rules)",
+}
+SHORT = {"direct": "direct", "pgbouncer": "pgbouncer", "vigil": "vigil", "vigil-policy": "vigil+pol"}
 MODES = ("simple", "extended", "prepared")
-TARGET_RATIO = 0.95  # Vigil TPS >= 0.95 x PgBouncer TPS at TARGET_CLIENTS, every mode
+TARGET_RATIO = 0.95  # each Vigil's TPS >= 0.95 x PgBouncer TPS at TARGET_CLIENTS, every mode
 TARGET_CLIENTS = 10
 
 
@@ -106,7 +119,7 @@ def cmd_record(args):
     if run["lat_p50_us"] is not None:
         detail += f"  p50 {run['lat_p50_us'] / 1000:.3f} ms  p99 {run['lat_p99_us'] / 1000:.3f} ms"
     print(
-        f"  round {args.round} {args.mode:<8} c={args.clients:<2} {args.target:<9} {detail}",
+        f"  round {args.round} {args.mode:<8} c={args.clients:<2} {args.target:<12} {detail}",
         file=sys.stderr,
         flush=True,
     )
@@ -155,38 +168,51 @@ def summarise(runs):
                     "lat_p50_us": median([r["lat_p50_us"] for r in good]),
                     "lat_p99_us": median([r["lat_p99_us"] for r in good]),
                 }
-            d, b, v = (per_target[t] for t in TARGETS)
-            # Paired per-round ratios: the three targets of one round ran back to back,
-            # so these cancel slow drift in machine load; kept for the JSON reader.
-            paired = []
-            for i in range(min(len(b["tps_rounds"]), len(v["tps_rounds"]))):
-                paired.append(ratio(v["tps_rounds"][i], b["tps_rounds"][i]))
+            d, b = per_target["direct"], per_target["pgbouncer"]
+            vigils = {}
+            for name in VIGILS:
+                v = per_target[name]
+                # Paired per-round ratios: the targets of one round ran back to back,
+                # so these cancel slow drift in machine load; kept for the JSON reader.
+                paired = [
+                    ratio(v["tps_rounds"][i], b["tps_rounds"][i])
+                    for i in range(min(len(b["tps_rounds"]), len(v["tps_rounds"])))
+                ]
+                vigils[name] = {
+                    "vs_pgbouncer": ratio(v["tps"], b["tps"]),
+                    "vs_direct": ratio(v["tps"], d["tps"]),
+                    "vs_pgbouncer_per_round": paired,
+                    "cpu_vs_pgbouncer": ratio(v["cpu_us_per_tx"], b["cpu_us_per_tx"]),
+                }
+                if clients == TARGET_CLIENTS:
+                    r = vigils[name]["vs_pgbouncer"]
+                    vigils[name]["target_pass"] = r is not None and r >= TARGET_RATIO and v["errors"] == 0
             case = {
                 "mode": mode,
                 "clients": clients,
                 "targets": per_target,
-                "vigil_vs_direct": ratio(v["tps"], d["tps"]),
-                "vigil_vs_pgbouncer": ratio(v["tps"], b["tps"]),
+                "vigils": vigils,
                 "pgbouncer_vs_direct": ratio(b["tps"], d["tps"]),
-                "vigil_vs_pgbouncer_per_round": paired,
+                # What the guardrails and rules cost over the same Vigil without them.
+                "policy_vs_no_rules": ratio(per_target["vigil-policy"]["tps"], per_target["vigil"]["tps"]),
                 "added_latency_us": {
                     t: {
                         "p50": diff(per_target[t]["lat_p50_us"], d["lat_p50_us"]),
                         "p99": diff(per_target[t]["lat_p99_us"], d["lat_p99_us"]),
                     }
-                    for t in ("pgbouncer", "vigil")
+                    for t in PROXIES
                 },
-                "cpu_vigil_vs_pgbouncer": ratio(v["cpu_us_per_tx"], b["cpu_us_per_tx"]),
             }
-            if clients == TARGET_CLIENTS:
-                r = case["vigil_vs_pgbouncer"]
-                case["target_pass"] = r is not None and r >= TARGET_RATIO and v["errors"] == 0
             cases.append(case)
     return cases
 
 
 def fmt(value, spec, missing="—"):
     return missing if value is None else format(value, spec)
+
+
+def times(value, width):
+    return f"{fmt(value, '.3f') + '×':>{width}}"
 
 
 def render(cases, meta, target):
@@ -199,69 +225,93 @@ def render(cases, meta, target):
         f"host: {meta['nproc']} cores, {meta['postgres']}; {meta['pgbouncer']}; "
         f"vigil {meta['vigil_commit']}"
     )
+    out.append(
+        f"{SHORT['vigil']} = {LABELS['vigil']}: analysis and default-allow decision only; "
+        f"{SHORT['vigil-policy']} = {LABELS['vigil-policy']}"
+    )
     out.append("")
     out.append("Throughput (TPS)")
-    header = (
-        f"{'mode':<9}{'clients':>7} {'direct':>10} {'pgbouncer':>10} {'vigil':>10}"
-        f" {'vigil/direct':>13} {'vigil/pgb':>10} {'pgb/direct':>11}   target"
-    )
+    header = f"{'mode':<9}{'clients':>7}" + "".join(f" {SHORT[t]:>10}" for t in TARGETS) + f" {'pgb/direct':>11}"
     out.append(header)
     out.append("-" * len(header))
     for c in cases:
         t = c["targets"]
-        verdict = ""
-        if "target_pass" in c:
-            verdict = f"{'PASS' if c['target_pass'] else 'FAIL'} (≥{TARGET_RATIO:.2f}× pgb)"
         errors = sum(t[x]["errors"] for x in TARGETS)
-        if errors:
-            verdict += f"  [{errors} failed run(s)]"
         out.append(
-            f"{c['mode']:<9}{c['clients']:>7} {fmt(t['direct']['tps'], '10.0f'):>10}"
-            f" {fmt(t['pgbouncer']['tps'], '10.0f'):>10} {fmt(t['vigil']['tps'], '10.0f'):>10}"
-            f" {fmt(c['vigil_vs_direct'], '12.3f') + '×':>13}"
-            f" {fmt(c['vigil_vs_pgbouncer'], '9.3f') + '×':>10}"
-            f" {fmt(c['pgbouncer_vs_direct'], '10.3f') + '×':>11}   {verdict}"
+            f"{c['mode']:<9}{c['clients']:>7}"
+            + "".join(f" {fmt(t[x]['tps'], '10.0f'):>10}" for x in TARGETS)
+            + f" {times(c['pgbouncer_vs_direct'], 11)}"
+            + (f"  [{errors} failed run(s)]" if errors else "")
         )
+
+    out.append("")
+    out.append("TPS ratios of each Vigil (pol/no rules: what the guardrails and rules cost)")
+    header = (
+        f"{'mode':<9}{'clients':>7}"
+        + "".join(f" {SHORT[v] + '/pgb':>14} {SHORT[v] + '/direct':>17}" for v in VIGILS)
+        + f" {'pol/no rules':>13}   target"
+    )
+    out.append(header)
+    out.append("-" * len(header))
+    for c in cases:
+        verdicts = [
+            f"{SHORT[v]} {'PASS' if c['vigils'][v]['target_pass'] else 'FAIL'}"
+            for v in VIGILS
+            if "target_pass" in c["vigils"][v]
+        ]
+        line = (
+            f"{c['mode']:<9}{c['clients']:>7}"
+            + "".join(
+                f" {times(c['vigils'][v]['vs_pgbouncer'], 14)} {times(c['vigils'][v]['vs_direct'], 17)}"
+                for v in VIGILS
+            )
+            + f" {times(c['policy_vs_no_rules'], 13)}   {', '.join(verdicts)}"
+        )
+        out.append(line.rstrip())
 
     lat_cases = [c for c in cases if c["targets"]["direct"]["lat_p50_us"] is not None]
     if lat_cases:
         out.append("")
         out.append("Latency at 1 client (ms; added = minus direct)")
-        header = (
-            f"{'mode':<9} {'direct p50':>10} {'p99':>7}   {'pgb p50':>8} {'p99':>7}"
-            f" {'+p50':>7} {'+p99':>7}   {'vigil p50':>9} {'p99':>7} {'+p50':>7} {'+p99':>7}"
-        )
+        header = f"{'mode':<9} {'target':<27} {'p50':>7} {'p99':>7} {'+p50':>7} {'+p99':>7}"
         out.append(header)
         out.append("-" * len(header))
         ms = lambda us, spec="7.3f": fmt(None if us is None else us / 1000, spec)  # noqa: E731
         for c in lat_cases:
             t, a = c["targets"], c["added_latency_us"]
-            out.append(
-                f"{c['mode']:<9} {ms(t['direct']['lat_p50_us'], '10.3f'):>10}"
-                f" {ms(t['direct']['lat_p99_us']):>7}"
-                f"   {ms(t['pgbouncer']['lat_p50_us'], '8.3f'):>8} {ms(t['pgbouncer']['lat_p99_us']):>7}"
-                f" {ms(a['pgbouncer']['p50'], '+7.3f'):>7} {ms(a['pgbouncer']['p99'], '+7.3f'):>7}"
-                f"   {ms(t['vigil']['lat_p50_us'], '9.3f'):>9} {ms(t['vigil']['lat_p99_us']):>7}"
-                f" {ms(a['vigil']['p50'], '+7.3f'):>7} {ms(a['vigil']['p99'], '+7.3f'):>7}"
-            )
+            for x in TARGETS:
+                added = a.get(x, {"p50": None, "p99": None})
+                line = (
+                    f"{c['mode']:<9} {LABELS[x]:<27} {ms(t[x]['lat_p50_us']):>7} {ms(t[x]['lat_p99_us']):>7}"
+                    f" {ms(added['p50'], '+7.3f') if x != 'direct' else '':>7}"
+                    f" {ms(added['p99'], '+7.3f') if x != 'direct' else '':>7}"
+                )
+                out.append(line.rstrip())
 
     out.append("")
     out.append("Proxy CPU per transaction (µs of user+system time, whole process)")
-    header = f"{'mode':<9}{'clients':>7} {'pgbouncer':>10} {'vigil':>10} {'vigil/pgb':>10}"
+    header = (
+        f"{'mode':<9}{'clients':>7}"
+        + "".join(f" {SHORT[p]:>10}" for p in PROXIES)
+        + "".join(f" {SHORT[v] + '/pgb':>14}" for v in VIGILS)
+    )
     out.append(header)
     out.append("-" * len(header))
     for c in cases:
         t = c["targets"]
         out.append(
-            f"{c['mode']:<9}{c['clients']:>7} {fmt(t['pgbouncer']['cpu_us_per_tx'], '10.1f'):>10}"
-            f" {fmt(t['vigil']['cpu_us_per_tx'], '10.1f'):>10}"
-            f" {fmt(c['cpu_vigil_vs_pgbouncer'], '9.2f') + '×':>10}"
+            f"{c['mode']:<9}{c['clients']:>7}"
+            + "".join(f" {fmt(t[p]['cpu_us_per_tx'], '10.1f'):>10}" for p in PROXIES)
+            + "".join(f" {fmt(c['vigils'][v]['cpu_vs_pgbouncer'], '13.2f') + '×':>14}" for v in VIGILS)
         )
 
     out.append("")
     out.append(f"Target: {target['rule']}: {'PASS' if target['pass'] else 'FAIL'}")
-    for mode, r in target["per_mode"].items():
-        out.append(f"  {mode:<9} vigil/pgbouncer = {fmt(r['ratio'], '.3f')}  {'PASS' if r['pass'] else 'FAIL'}")
+    for v in VIGILS:
+        per_mode = target["per_vigil"][v]
+        out.append(f"  {LABELS[v]}: {'PASS' if per_mode and all(r['pass'] for r in per_mode.values()) else 'FAIL'}")
+        for mode, r in per_mode.items():
+            out.append(f"    {mode:<9} {SHORT[v]}/pgbouncer = {fmt(r['ratio'], '.3f')}  {'PASS' if r['pass'] else 'FAIL'}")
     return "\n".join(out)
 
 
@@ -273,15 +323,21 @@ def cmd_summarize(args):
         return 2
     meta = json.loads(args.meta)
     cases = summarise(runs)
-    per_mode = {
-        c["mode"]: {"ratio": c["vigil_vs_pgbouncer"], "pass": c["target_pass"]}
-        for c in cases
-        if "target_pass" in c
+    per_vigil = {
+        v: {
+            c["mode"]: {"ratio": c["vigils"][v]["vs_pgbouncer"], "pass": c["vigils"][v]["target_pass"]}
+            for c in cases
+            if "target_pass" in c["vigils"][v]
+        }
+        for v in VIGILS
     }
     target = {
-        "rule": f"at {TARGET_CLIENTS} clients, Vigil TPS ≥ {TARGET_RATIO}× PgBouncer TPS in every mode",
-        "per_mode": per_mode,
-        "pass": bool(per_mode) and set(per_mode) == set(MODES) and all(r["pass"] for r in per_mode.values()),
+        "rule": f"at {TARGET_CLIENTS} clients, each Vigil's TPS ≥ {TARGET_RATIO}× PgBouncer TPS in every mode",
+        "per_vigil": per_vigil,
+        "pass": all(
+            set(per_mode) == set(MODES) and all(r["pass"] for r in per_mode.values())
+            for per_mode in per_vigil.values()
+        ),
     }
     report = {"meta": meta, "target": target, "cases": cases, "runs": runs}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
