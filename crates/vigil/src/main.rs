@@ -148,6 +148,9 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     served
 }
 
+/// Stack of each session thread: the analyzer's need plus room for the rest.
+const WORKER_STACK: usize = vigil_sql::STACK_NEEDED * 2;
+
 /// One single-threaded runtime per worker thread; sessions are spread over them.
 struct Workers {
     handles: Vec<tokio::runtime::Handle>,
@@ -177,6 +180,9 @@ impl Workers {
             workers.threads.push(
                 std::thread::Builder::new()
                     .name(format!("vigil-worker-{i}"))
+                    // The SQL parser recurses; with this much stack an
+                    // analysis never has to switch to a temporary one.
+                    .stack_size(WORKER_STACK)
                     .spawn(move || {
                         runtime.block_on(async {
                             let _ = stopped.await;

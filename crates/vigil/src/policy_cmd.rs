@@ -70,13 +70,12 @@ pub fn test(config: &Config, cases: &Path) -> anyhow::Result<()> {
     let mut failed = 0;
     for (i, case) in file.cases.iter().enumerate() {
         let name = case.name.clone().unwrap_or_else(|| case.sql.clone());
-        let outcome = session(config, &case.identity, &case.database).and_then(|session| {
-            let decision = match vigil_sql::analyze_uncached(&case.sql) {
-                Ok(analysis) => session.decide(&analysis),
+        let outcome = session(config, &case.identity, &case.database).map(|session| {
+            match vigil_sql::analyze_uncached(&case.sql) {
+                Ok(analysis) => summary(&session.decide(&analysis)),
                 // The proxy refuses what does not parse; that counts as deny.
-                Err(e) => return Ok((vigil_policy::Action::Deny, Some(format!("syntax: {e}")))),
-            };
-            Ok(summary(&decision))
+                Err(e) => (vigil_policy::Action::Deny, Some(format!("syntax: {e}"))),
+            }
         });
         match outcome {
             Ok((action, rule)) => {

@@ -159,6 +159,7 @@ impl Proxy {
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
+                .thread_stack_size(vigil_sql::STACK_NEEDED * 2)
                 .enable_all()
                 .build()
                 .unwrap();
