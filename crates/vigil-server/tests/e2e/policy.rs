@@ -351,3 +351,36 @@ fn reload_applies_a_new_policy_to_running_sessions_and_refuses_a_bad_one() {
     std::thread::sleep(Duration::from_millis(10));
     assert_eq!(sqlstate(&client.query("SELECT 1 FROM users")[0].1), "42501");
 }
+
+#[test]
+fn what_vigil_cannot_read_is_refused_and_the_session_carries_on() {
+    use bytes::BufMut;
+    let db = target_db();
+    let proxy = guarded_proxy(&db);
+    let mut client = RawClient::login(proxy.port, "agent", AGENT_PASSWORD);
+    // Query text that is not UTF-8.
+    let mut out = bytes::BytesMut::new();
+    let sql = b"SELECT '\xff\xfe' FROM users\0";
+    out.put_u8(b'Q');
+    out.put_i32(sql.len() as i32 + 4);
+    out.extend_from_slice(sql);
+    // A fast-path FunctionCall: the function is an OID Vigil cannot see.
+    out.put_u8(b'F');
+    out.put_i32(4 + 4 + 2 + 2 + 2);
+    out.put_i32(1247); // any OID
+    out.put_i16(0);
+    out.put_i16(0);
+    out.put_i16(0);
+    client.send(&out).unwrap();
+    let reply = client.read_until_ready();
+    assert_eq!(sqlstate(&reply[0].1), "22021", "{reply:?}");
+    let reply = client.read_until_ready();
+    assert_eq!(sqlstate(&reply[0].1), "42501", "{reply:?}");
+    assert!(field(&reply[0].1, b'M').contains("guardrail.unknown"));
+    assert_eq!(
+        client.query("SELECT 1")[0].0,
+        b'T',
+        "the session carries on"
+    );
+    assert_intact(&db);
+}
