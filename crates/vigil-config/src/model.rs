@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use vigil_audit::AuditConfig;
 use vigil_auth::Verifier;
 use vigil_policy::{Action, Policy, PolicySettings, RuleConfig};
 
@@ -25,6 +26,11 @@ pub struct Config {
     pub policy: PolicySettings,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Where and how statement events are recorded. Absent: strict mode into
+    /// `vigil-audit.db` beside the config file. Relative paths in it are
+    /// resolved against the config file's folder when the config loads.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The checked policy: these rules, those of the included files and the
     /// guardrail pack when it is on.
     #[serde(skip)]

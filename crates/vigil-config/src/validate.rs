@@ -3,7 +3,37 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use vigil_audit::{load_signing_key, AuditConfig, Durability, StoreLocation};
+
 use crate::{Config, Problem, Secret, UpstreamTlsMode};
+
+/// Resolves the audit section's files against the config's folder and checks
+/// that the store location is one Vigil can open and the signing key loads.
+fn validate_audit(audit: &mut AuditConfig, base: &Path, problem: &mut impl FnMut(String, String)) {
+    match StoreLocation::parse(&audit.store) {
+        Ok(StoreLocation::Sqlite(path)) => {
+            audit.store = format!("sqlite://{}", base.join(path).display());
+        }
+        Ok(StoreLocation::Postgres(_)) if audit.mode != Durability::Off => problem(
+            "audit.store".into(),
+            "the shared PostgreSQL audit store is not available yet; use sqlite://<path>".into(),
+        ),
+        Ok(StoreLocation::Postgres(_)) => {}
+        Err(e) => problem("audit.store".into(), e.to_string()),
+    }
+    if let Some(key) = &mut audit.signing_key {
+        *key = base.join(&*key);
+        if let Err(e) = load_signing_key(key) {
+            problem("audit.signing_key".into(), e.to_string());
+        }
+    }
+    if audit.queue_capacity == 0 {
+        problem("audit.queue_capacity".into(), "must be at least 1".into());
+    }
+    if audit.max_batch == 0 {
+        problem("audit.max_batch".into(), "must be at least 1".into());
+    }
+}
 
 /// Validates `config` in place, filling in the derived fields, and returns
 /// every problem found (empty when the config is good).
@@ -49,6 +79,7 @@ pub(crate) fn validate(config: &mut Config, base: &Path) -> Vec<Problem> {
             }
         }
     }
+    validate_audit(&mut config.audit, base, &mut problem);
     if config.auth.max_failures == 0 {
         problem("auth.max_failures".into(), "must be at least 1".into());
     }

@@ -1,6 +1,7 @@
 //! Time per statement text of `vigil_sql` analysis: from the cache, without
 //! it, and with a fresh literal every time (pgbench -S over the simple
-//! protocol, where no two texts are equal and every one is a cache miss).
+//! protocol, where no two texts are equal: the analyzer serves them by
+//! shape), or a fresh table name every time (a true miss).
 //!
 //!   cargo bench -p vigil-sql --bench analysis -- --warm-up-time 1 --measurement-time 3
 
@@ -21,6 +22,11 @@ const CACHE: usize = 10_000;
 /// sends, a different text for every transaction.
 fn short_with(aid: u64) -> String {
     format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};")
+}
+
+/// A statement of a shape not seen before: nothing cached can answer it.
+fn new_shape(n: u64) -> String {
+    format!("SELECT abalance FROM pgbench_accounts_{n} WHERE aid = 1;")
 }
 
 fn texts() -> Vec<(&'static str, String)> {
@@ -64,10 +70,10 @@ fn by_text(c: &mut Criterion) {
     group.finish();
 }
 
-/// A thread with the default 2 MiB stack, like the proxy's worker threads:
-/// analysis there needs more than is left, so `stacker` switches to a fresh
-/// stack for every uncached text. Runs `iters` fresh-literal analyses per
-/// request and answers with the time they took.
+/// A thread with the default 2 MiB stack, as tokio's workers have by
+/// default: analysis there needs more than is left, so `stacker` switches to
+/// a fresh stack for every parse. Runs `iters` new-shape analyses per request
+/// and answers with the time they took.
 fn small_stack_worker(analyzer: &'static Analyzer) -> mpsc::Sender<(u64, mpsc::Sender<Duration>)> {
     let (requests, incoming) = mpsc::channel::<(u64, mpsc::Sender<Duration>)>();
     thread::Builder::new()
@@ -79,7 +85,7 @@ fn small_stack_worker(analyzer: &'static Analyzer) -> mpsc::Sender<(u64, mpsc::S
                 let texts: Vec<String> = (0..iters)
                     .map(|_| {
                         aid += 1;
-                        short_with(aid)
+                        new_shape(aid)
                     })
                     .collect();
                 let start = Instant::now();
@@ -107,18 +113,30 @@ fn fresh_literal(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    // What the proxy does: a miss, then an insert that evicts once full.
+    // What the proxy does: the first text parses, the rest share its shape.
     let analyzer = Analyzer::new(CACHE);
-    group.bench_function("analyzer_miss", |b| {
+    group.bench_function("analyzer_same_shape", |b| {
         b.iter_batched(
             &mut next,
             |sql| analyzer.analyze(&sql).unwrap(),
             BatchSize::SmallInput,
         )
     });
+    // A miss, then inserts (by text and by shape) that evict once full.
+    let mut n = 0u64;
+    group.bench_function("analyzer_new_shape", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                new_shape(n)
+            },
+            |sql| analyzer.analyze(&sql).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
     let shared: &'static Analyzer = Box::leak(Box::new(Analyzer::new(CACHE)));
     let worker = small_stack_worker(shared);
-    group.bench_function("analyzer_miss_2mib_stack", |b| {
+    group.bench_function("analyzer_new_shape_2mib_stack", |b| {
         b.iter_custom(|iters| {
             let (reply, answer) = mpsc::channel();
             worker.send((iters, reply)).unwrap();

@@ -1,5 +1,7 @@
 //! The analyzer sessions share: parses a text with PostgreSQL's own parser,
-//! analyzes each statement, and caches the result by the exact text.
+//! analyzes each statement, and caches the result by the exact text and, for
+//! plain DML, by the text's shape (its constants and comments blanked), so
+//! `WHERE aid = 123` and `WHERE aid = 456` cost one parse between them.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -8,54 +10,119 @@ use pg_query::protobuf::RawStmt;
 
 use crate::cache::Lru;
 use crate::collect::collect;
-use crate::{tags, Analysis, AnalyzeError, Statement};
+use crate::shape::{shape, Shape};
+use crate::{tags, Analysis, AnalyzeError, Kind, Statement};
 
 /// Texts longer than this are analyzed every time rather than cached, so the
 /// cache's memory stays bounded by its capacity times this.
 pub const MAX_CACHED_LEN: usize = 32 * 1024;
 
 /// Analyzes statement texts, remembering the most recent ones. Share one
-/// between sessions through an `Arc`; the cache sits behind a mutex held
-/// only for the lookup and the insert, never while parsing. See
+/// between sessions through an `Arc`; the caches sit behind mutexes held
+/// only for a lookup or an insert, never while parsing. See
 /// [`STACK_NEEDED`] for the stack the calling threads should have.
 pub struct Analyzer {
-    cache: Mutex<Lru<Arc<Analysis>>>,
+    /// By exact text.
+    texts: Mutex<Lru<Arc<Analysis>>>,
+    /// By shape, for analyses that hold whatever the constants and comments
+    /// (see [`shareable`]): the analysis of the first text of that shape.
+    shapes: Mutex<Lru<Arc<Analysis>>>,
 }
 
 impl Analyzer {
-    /// An analyzer caching up to `cache_capacity` texts (0 disables caching).
+    /// An analyzer caching up to `cache_capacity` texts and as many shapes
+    /// (0 disables caching).
     pub fn new(cache_capacity: usize) -> Analyzer {
         Analyzer {
-            cache: Mutex::new(Lru::new(cache_capacity)),
+            texts: Mutex::new(Lru::new(cache_capacity)),
+            shapes: Mutex::new(Lru::new(cache_capacity)),
         }
     }
 
-    /// The analysis of `sql`: from the cache when this exact text was seen
-    /// recently, otherwise parsed and analyzed now. Errors are not cached.
+    /// The analysis of `sql`: from the cache when this exact text, or a
+    /// plain DML text of the same shape, was seen recently; otherwise parsed
+    /// and analyzed now. Errors are not cached.
     pub fn analyze(&self, sql: &str) -> Result<Arc<Analysis>, AnalyzeError> {
-        let cacheable = sql.len() <= MAX_CACHED_LEN;
-        if cacheable {
-            if let Some(hit) = self.cache().get(sql) {
-                return Ok(hit);
+        if sql.len() > MAX_CACHED_LEN {
+            return analyze_uncached(sql).map(Arc::new);
+        }
+        if let Some(hit) = lock(&self.texts).get(sql) {
+            return Ok(hit);
+        }
+        let shape = shape(sql);
+        if let Some(shape) = &shape {
+            let model = lock(&self.shapes).get(&shape.key);
+            if let Some(analysis) = model.and_then(|model| reshape(&model, sql, shape)) {
+                // Not kept by text: one-off constants would crowd out the
+                // texts that do repeat.
+                return Ok(Arc::new(analysis));
             }
         }
-        let analysis = Arc::new(analyze_uncached(sql)?);
-        if !cacheable {
-            return Ok(analysis);
+        let analysis = Arc::new(analyze_shaped(sql, shape.as_ref())?);
+        if let Some(shape) = &shape {
+            if shareable(&analysis) {
+                lock(&self.shapes).insert(&shape.key, Arc::clone(&analysis));
+            }
         }
-        Ok(self.cache().insert(sql, analysis))
+        Ok(lock(&self.texts).insert(sql, analysis))
     }
 
-    /// How many texts are cached now.
+    /// How many texts are cached now (by exact text).
     pub fn cached(&self) -> usize {
-        self.cache().len()
+        lock(&self.texts).len()
     }
 
-    fn cache(&self) -> MutexGuard<'_, Lru<Arc<Analysis>>> {
-        // The cache is consistent between calls; a panic elsewhere while it
-        // was locked cannot have left it half-updated.
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    /// How many shapes are cached now.
+    pub fn cached_shapes(&self) -> usize {
+        lock(&self.shapes).len()
     }
+}
+
+fn lock<T>(cache: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The caches are consistent between calls; a panic elsewhere while one
+    // was locked cannot have left it half-updated.
+    cache.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether every text of this analysis's shape has the same analysis but
+/// for statement texts, normalized forms and tags. True for texts of only
+/// `SELECT`, `INSERT`, `UPDATE`, `DELETE` and `MERGE` statements that change
+/// no setting: what those do is in their keywords and names, and a constant
+/// only ever stands for a value. Not for a `SET` (its value is a constant),
+/// `set_config('search_path', …)`, `EXPLAIN (ANALYZE 0)` or `COPY … 'file'`.
+fn shareable(analysis: &Analysis) -> bool {
+    analysis.statements.iter().all(|s| {
+        matches!(
+            s.kind,
+            Kind::Select | Kind::Insert | Kind::Update | Kind::Delete | Kind::Merge
+        ) && s.properties.settings.is_empty()
+            && s.properties.copy.is_none()
+            && !s.properties.explain_analyze
+    })
+}
+
+/// `model`'s analysis for `sql`, a text of the same shape: its statements'
+/// findings with `sql`'s own statement texts, normalized forms and tags.
+/// `None` if the shapes disagree on the statement count, which would be a
+/// bug in the shape lexer; the caller then parses.
+fn reshape(model: &Analysis, sql: &str, shape: &Shape) -> Option<Analysis> {
+    if model.statements.len() != shape.statements.len() {
+        return None;
+    }
+    let statements = model
+        .statements
+        .iter()
+        .zip(&shape.statements)
+        .map(|(found, range)| Statement {
+            text: sql[range.clone()].trim().to_owned(),
+            normalized: shape.normalize(sql, range.clone()).trim().to_owned(),
+            ..found.clone()
+        })
+        .collect();
+    Some(Analysis {
+        statements,
+        tags: tags::from_comments(shape.block_comments.iter().map(|c| &sql[c.clone()])),
+    })
 }
 
 /// Stack an analysis may use. pg_query decodes its tree recursively, and
@@ -72,10 +139,16 @@ pub const STACK_NEEDED: usize = 4 << 20;
 
 /// Analyzes `sql` without any cache.
 pub fn analyze_uncached(sql: &str) -> Result<Analysis, AnalyzeError> {
-    stacker::maybe_grow(STACK_NEEDED, 2 * STACK_NEEDED, || analyze_here(sql))
+    analyze_shaped(sql, shape(sql).as_ref())
 }
 
-fn analyze_here(sql: &str) -> Result<Analysis, AnalyzeError> {
+fn analyze_shaped(sql: &str, shape: Option<&Shape>) -> Result<Analysis, AnalyzeError> {
+    stacker::maybe_grow(STACK_NEEDED, 2 * STACK_NEEDED, || analyze_here(sql, shape))
+}
+
+/// Parses and analyzes `sql`. Where it has a shape, normalized forms and
+/// tags come from that, exactly as for a text that reuses this analysis.
+fn analyze_here(sql: &str, shape: Option<&Shape>) -> Result<Analysis, AnalyzeError> {
     let pg_error = |e| AnalyzeError::from_pg_query(e, sql);
     // pg_query's Rust side indexes and casts the tree it builds; should that
     // ever panic on some input, refuse the text rather than lose the session.
@@ -87,7 +160,12 @@ fn analyze_here(sql: &str) -> Result<Analysis, AnalyzeError> {
         let Some(node) = raw.stmt.as_deref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
-        let text = statement_text(sql, raw);
+        let (start, end) = statement_range(sql, raw);
+        let text = sql[start..end].trim();
+        let normalized = match shape {
+            Some(shape) => shape.normalize(sql, start..end).trim().to_owned(),
+            None => pg_query::normalize(text).map_err(pg_error)?,
+        };
         let findings = collect(node.to_ref()).map_err(|_| AnalyzeError::TooDeep)?;
         statements.push(Statement {
             text: text.to_owned(),
@@ -98,25 +176,30 @@ fn analyze_here(sql: &str) -> Result<Analysis, AnalyzeError> {
             columns: findings.columns,
             functions: findings.functions,
             properties: findings.properties,
-            normalized: pg_query::normalize(text).map_err(pg_error)?,
+            normalized,
             fingerprint: pg_query::fingerprint(text, 0, 0).map_err(pg_error)?.hex,
         });
     }
-    Ok(Analysis {
-        statements,
-        tags: tags::tags(sql),
-    })
+    let tags = match shape {
+        Some(shape) => tags::from_comments(shape.block_comments.iter().map(|c| &sql[c.clone()])),
+        None => tags::tags(sql),
+    };
+    Ok(Analysis { statements, tags })
 }
 
-/// A statement's own slice of the text. The parser reports byte offsets, and
-/// a length of 0 for "to the end".
-fn statement_text<'s>(sql: &'s str, raw: &RawStmt) -> &'s str {
+/// A statement's own byte range of the text. The parser reports byte
+/// offsets, and a length of 0 for "to the end"; a range that is not one of
+/// the text's (never seen) falls back to the whole text.
+fn statement_range(sql: &str, raw: &RawStmt) -> (usize, usize) {
     let start = usize::try_from(raw.stmt_location).unwrap_or(0);
     let end = match usize::try_from(raw.stmt_len) {
         Ok(0) | Err(_) => sql.len(),
         Ok(len) => start.saturating_add(len),
     };
-    sql.get(start..end).unwrap_or(sql).trim()
+    match sql.get(start..end) {
+        Some(_) => (start, end),
+        None => (0, sql.len()),
+    }
 }
 
 #[cfg(test)]
@@ -140,19 +223,19 @@ mod tests {
     #[test]
     fn the_cache_is_bounded_and_keeps_the_recently_used() {
         let analyzer = Analyzer::new(2);
-        let a = analyzer.analyze("SELECT 1").unwrap();
-        analyzer.analyze("SELECT 2").unwrap();
-        assert!(Arc::ptr_eq(&a, &analyzer.analyze("SELECT 1").unwrap()));
-        analyzer.analyze("SELECT 3").unwrap();
+        let a = analyzer.analyze("SELECT * FROM a").unwrap();
+        analyzer.analyze("SELECT * FROM b").unwrap();
+        assert!(Arc::ptr_eq(&a, &analyzer.analyze("SELECT * FROM a").unwrap()));
+        analyzer.analyze("SELECT * FROM c").unwrap();
         assert_eq!(analyzer.cached(), 2);
-        // "SELECT 2" was the least recently used and made room for "SELECT 3".
-        assert!(Arc::ptr_eq(&a, &analyzer.analyze("SELECT 1").unwrap()));
-        // Now "SELECT 3" is the least recently used.
-        analyzer.analyze("SELECT 2").unwrap();
-        assert!(Arc::ptr_eq(&a, &analyzer.analyze("SELECT 1").unwrap()));
+        // "SELECT * FROM b" was the least recently used and made room for "SELECT * FROM c".
+        assert!(Arc::ptr_eq(&a, &analyzer.analyze("SELECT * FROM a").unwrap()));
+        // Now "SELECT * FROM c" is the least recently used.
+        analyzer.analyze("SELECT * FROM b").unwrap();
+        assert!(Arc::ptr_eq(&a, &analyzer.analyze("SELECT * FROM a").unwrap()));
         for i in 0..100 {
-            analyzer.analyze(&format!("SELECT {i}")).unwrap();
-            assert!(analyzer.cached() <= 2);
+            analyzer.analyze(&format!("SELECT * FROM t{i}")).unwrap();
+            assert!(analyzer.cached() <= 2 && analyzer.cached_shapes() <= 2);
         }
     }
 
@@ -192,19 +275,19 @@ mod tests {
     }
 
     #[test]
-    fn statement_text_survives_odd_offsets() {
+    fn statement_range_survives_odd_offsets() {
         let raw = RawStmt {
             stmt: None,
             stmt_location: 3,
             stmt_len: 1,
         };
         // Offset 3 falls inside 'é': fall back to the whole text rather than panic.
-        assert_eq!(statement_text("ab é", &raw), "ab é");
+        assert_eq!(statement_range("ab é", &raw), (0, 5));
         let raw = RawStmt {
             stmt: None,
             stmt_location: -5,
             stmt_len: 100,
         };
-        assert_eq!(statement_text("SELECT 1", &raw), "SELECT 1");
+        assert_eq!(statement_range("SELECT 1", &raw), (0, 8));
     }
 }

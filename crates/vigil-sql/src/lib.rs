@@ -63,6 +63,7 @@ mod error;
 mod functions;
 mod kind;
 mod position;
+mod shape;
 mod tags;
 mod walk;
 

@@ -12,23 +12,31 @@ use pg_query::protobuf::Token;
 /// Tags from every sqlcommenter comment in `sql`; a later comment's value for
 /// a key replaces an earlier one's.
 pub(crate) fn tags(sql: &str) -> BTreeMap<String, String> {
-    let mut tags = BTreeMap::new();
     // Most statements carry no block comment; skip the scan for them.
     if !sql.contains("/*") {
-        return tags;
+        return BTreeMap::new();
     }
     let Ok(tokens) = pg_query::scan_tokens(sql) else {
-        return tags;
+        return BTreeMap::new();
     };
-    for token in tokens.iter().filter(|t| t.token == Token::CComment as i32) {
-        let (Ok(start), Ok(end)) = (usize::try_from(token.start), usize::try_from(token.end))
-        else {
-            continue;
-        };
-        if let Some(comment) = sql.get(start..end) {
-            if let Some(pairs) = parse_comment(comment) {
-                tags.extend(pairs);
-            }
+    from_comments(
+        tokens
+            .iter()
+            .filter(|t| t.token == Token::CComment as i32)
+            .filter_map(|token| {
+                let start = usize::try_from(token.start).ok()?;
+                let end = usize::try_from(token.end).ok()?;
+                sql.get(start..end)
+            }),
+    )
+}
+
+/// Tags from these `/* … */` comments, in text order.
+pub(crate) fn from_comments<'a>(comments: impl Iterator<Item = &'a str>) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::new();
+    for comment in comments {
+        if let Some(pairs) = parse_comment(comment) {
+            tags.extend(pairs);
         }
     }
     tags

@@ -7,6 +7,7 @@ mod coverage;
 mod errors;
 mod objects;
 mod robustness;
+mod shapes;
 
 use crate::{analyze_uncached, Access, Analysis, Relation, Statement};
 
