@@ -1,7 +1,8 @@
 //! The `vigil` command: run the proxy, check a config, explain and test the
-//! policy, make password verifiers. Logic lives in the library crates; this
-//! file only wires them to a CLI.
+//! policy, make password verifiers, read and verify the audit trail. Logic
+//! lives in the library crates; this file only wires them to a CLI.
 
+mod audit_cmd;
 mod policy_cmd;
 mod reload;
 
@@ -41,6 +42,11 @@ enum Command {
     Passwd {
         #[arg(long, default_value_t = vigil_auth::DEFAULT_ITERATIONS)]
         iterations: u32,
+    },
+    /// Read, search, verify and export the audit trail; make its signing key.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
     },
 }
 
@@ -84,6 +90,8 @@ fn main() -> ExitCode {
             command: PolicyCommand::Test { config, cases },
         } => load(&config).and_then(|c| policy_cmd::test(&c, &cases)),
         Command::Passwd { iterations } => passwd(iterations),
+        // Verify tells a tampered log (1) from one it could not check (2).
+        Command::Audit { command } => return audit_cmd::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
