@@ -18,6 +18,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("audit: {0}")]
+    Audit(#[from] vigil_audit::AuditError),
 }
 
 impl StartError {

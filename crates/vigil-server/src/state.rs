@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+use vigil_audit::{AuditEvent, AuditLog, ConfigReload};
 use vigil_config::Config;
 
 use crate::auth::Throttle;
@@ -34,6 +35,8 @@ pub struct State {
     /// Bumped by every reload that took effect.
     generation: AtomicU64,
     pub(crate) analyzer: vigil_sql::Analyzer,
+    /// Opened from the configuration at start; a reload does not reopen it.
+    pub(crate) audit: AuditLog,
     pub(crate) cancels: CancelRegistry,
     pub(crate) throttle: Throttle,
     /// Seeds fake SCRAM verifiers for unknown users.
@@ -44,14 +47,17 @@ pub struct State {
 }
 
 impl State {
-    /// Builds the shared state, loading TLS material named by `config`.
+    /// Builds the shared state, loading TLS material named by `config` and
+    /// opening its audit store (creating it when it does not exist).
     pub fn new(config: Config) -> Result<Arc<State>, StartError> {
         let throttle = Throttle::new(&config.auth);
         let (mock_secret, mock_iterations) = mock_parameters(&config);
+        let audit = config.audit.open()?;
         Ok(Arc::new(State {
             snapshot: RwLock::new(Arc::new(Snapshot::build(config)?)),
             generation: AtomicU64::new(0),
             analyzer: vigil_sql::Analyzer::new(ANALYSIS_CACHE),
+            audit,
             cancels: CancelRegistry::default(),
             throttle,
             mock_secret,
@@ -65,10 +71,35 @@ impl State {
     /// settings only change on restart. Nothing changes when the new
     /// configuration's TLS material cannot be loaded.
     pub fn reload(&self, config: Config) -> Result<(), StartError> {
-        let snapshot = Arc::new(Snapshot::build(config)?);
+        let rules = config.compiled_policy.rules().len();
+        let snapshot = match Snapshot::build(config) {
+            Ok(snapshot) => Arc::new(snapshot),
+            Err(error) => {
+                self.record_reload(false, &error.to_string());
+                return Err(error);
+            }
+        };
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
         self.generation.fetch_add(1, Ordering::Release);
+        self.record_reload(true, &format!("configuration reloaded ({rules} rules)"));
         Ok(())
+    }
+
+    /// Records a reload (or a reload refused before it reached [`reload`](Self::reload))
+    /// in the audit trail.
+    pub fn record_reload(&self, ok: bool, message: &str) {
+        let event = AuditEvent::ConfigReload(ConfigReload {
+            ok,
+            message: message.to_owned(),
+        });
+        if let Err(error) = self.audit.record(event) {
+            tracing::warn!(%error, "config reload not recorded in the audit trail");
+        }
+    }
+
+    /// The audit log: `vigil serve` shuts it down on exit.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// Changes with every reload.

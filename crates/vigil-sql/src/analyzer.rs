@@ -225,14 +225,23 @@ mod tests {
         let analyzer = Analyzer::new(2);
         let a = analyzer.analyze("SELECT * FROM a").unwrap();
         analyzer.analyze("SELECT * FROM b").unwrap();
-        assert!(Arc::ptr_eq(&a, &analyzer.analyze("SELECT * FROM a").unwrap()));
+        assert!(Arc::ptr_eq(
+            &a,
+            &analyzer.analyze("SELECT * FROM a").unwrap()
+        ));
         analyzer.analyze("SELECT * FROM c").unwrap();
         assert_eq!(analyzer.cached(), 2);
         // "SELECT * FROM b" was the least recently used and made room for "SELECT * FROM c".
-        assert!(Arc::ptr_eq(&a, &analyzer.analyze("SELECT * FROM a").unwrap()));
+        assert!(Arc::ptr_eq(
+            &a,
+            &analyzer.analyze("SELECT * FROM a").unwrap()
+        ));
         // Now "SELECT * FROM c" is the least recently used.
         analyzer.analyze("SELECT * FROM b").unwrap();
-        assert!(Arc::ptr_eq(&a, &analyzer.analyze("SELECT * FROM a").unwrap()));
+        assert!(Arc::ptr_eq(
+            &a,
+            &analyzer.analyze("SELECT * FROM a").unwrap()
+        ));
         for i in 0..100 {
             analyzer.analyze(&format!("SELECT * FROM t{i}")).unwrap();
             assert!(analyzer.cached() <= 2 && analyzer.cached_shapes() <= 2);

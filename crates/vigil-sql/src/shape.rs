@@ -75,7 +75,9 @@ pub(crate) fn shape(sql: &str) -> Option<Shape> {
                     .map_or(bytes.len(), |n| i + n);
                 (end, LINE_COMMENT)
             }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => (block_comment_end(bytes, i)?, BLOCK_COMMENT),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                (block_comment_end(bytes, i)?, BLOCK_COMMENT)
+            }
             b'\'' => {
                 let after_word_or_amp = i > 0 && {
                     let prev = bytes[i - 1];
@@ -243,7 +245,10 @@ mod tests {
         let a = key("SELECT abalance FROM pgbench_accounts WHERE aid = 123;").unwrap();
         let b = key("SELECT abalance FROM pgbench_accounts WHERE aid = 98765;").unwrap();
         assert_eq!(a, b);
-        assert_eq!(a, "SELECT abalance FROM pgbench_accounts WHERE aid = \u{2};");
+        assert_eq!(
+            a,
+            "SELECT abalance FROM pgbench_accounts WHERE aid = \u{2};"
+        );
         assert_eq!(
             key("SELECT * FROM t WHERE n = 'O''Brien' /*traceparent='00-1'*/"),
             key("SELECT * FROM t WHERE n = 'x' /*traceparent='00-2'*/"),
@@ -260,7 +265,10 @@ mod tests {
     fn identifiers_keep_their_digits_and_quoted_ones_their_contents() {
         assert_ne!(key("SELECT * FROM t1"), key("SELECT * FROM t2"));
         assert_ne!(key(r#"SELECT "a'b" FROM t"#), key(r#"SELECT "a'c" FROM t"#));
-        assert_eq!(key(r#"SELECT "a""b" FROM t"#).unwrap(), r#"SELECT "a""b" FROM t"#);
+        assert_eq!(
+            key(r#"SELECT "a""b" FROM t"#).unwrap(),
+            r#"SELECT "a""b" FROM t"#
+        );
     }
 
     #[test]
@@ -303,8 +311,14 @@ mod tests {
         assert!(shape("SELECT 1 -- it's\n").is_some());
         assert!(shape("SELECT 1 /* it's */").is_some());
         // `--` and `/*` inside an operator still start comments.
-        assert_eq!(shape("SELECT 1 +-- x\n").unwrap().key, "SELECT \u{2} +\u{4}\n");
-        assert_eq!(shape("SELECT 1 */* x */").unwrap().key, "SELECT \u{2} *\u{3}");
+        assert_eq!(
+            shape("SELECT 1 +-- x\n").unwrap().key,
+            "SELECT \u{2} +\u{4}\n"
+        );
+        assert_eq!(
+            shape("SELECT 1 */* x */").unwrap().key,
+            "SELECT \u{2} *\u{3}"
+        );
     }
 
     #[test]

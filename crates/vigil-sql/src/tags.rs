@@ -32,7 +32,9 @@ pub(crate) fn tags(sql: &str) -> BTreeMap<String, String> {
 }
 
 /// Tags from these `/* … */` comments, in text order.
-pub(crate) fn from_comments<'a>(comments: impl Iterator<Item = &'a str>) -> BTreeMap<String, String> {
+pub(crate) fn from_comments<'a>(
+    comments: impl Iterator<Item = &'a str>,
+) -> BTreeMap<String, String> {
     let mut tags = BTreeMap::new();
     for comment in comments {
         if let Some(pairs) = parse_comment(comment) {

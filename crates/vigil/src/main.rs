@@ -115,6 +115,9 @@ fn check(path: &Path) -> anyhow::Result<()> {
         config.databases.len(),
         config.identities.len()
     );
+    // Loads the TLS material; the audit store is opened by `serve` only.
+    let mut config = config;
+    config.audit.mode = vigil_audit::Durability::Off;
     vigil_server::State::new(config)?;
     println!("{summary}");
     Ok(())
@@ -149,10 +152,14 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(%listen, workers = workers.handles.len(), version = env!("CARGO_PKG_VERSION"), "vigil listening");
         tokio::spawn(reload::watch(state.clone(), path.to_owned()));
-        vigil_server::serve_on(listener, state, shutdown_signal(), &workers.handles).await;
+        vigil_server::serve_on(listener, state.clone(), shutdown_signal(), &workers.handles).await;
         anyhow::Ok(())
     });
     workers.stop();
+    // Commits what is queued and signs a final checkpoint.
+    if let Err(error) = main.block_on(state.audit().shutdown()) {
+        tracing::error!(%error, "audit log did not shut down cleanly");
+    }
     served
 }
 

@@ -56,6 +56,7 @@ fn reload(state: &State, path: &Path) {
                     "reload refused; the running configuration stays"
                 );
             }
+            state.record_reload(false, &error.to_string());
             return;
         }
     };

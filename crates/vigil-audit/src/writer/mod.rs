@@ -170,6 +170,13 @@ struct Shared {
     health: Arc<Health>,
 }
 
+/// An event in the queue: committed already as far as the caller waits, or
+/// to be answered when its batch is.
+enum Queued {
+    Done(Receipt),
+    Waiting(oneshot::Receiver<Result<Receipt>>),
+}
+
 /// A handle to the audit log; cheap to clone, shared by every session.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -264,8 +271,68 @@ impl AuditLog {
     ///
     /// Dropping the future after the event was queued does not withdraw it.
     pub async fn append(&self, event: AuditEvent) -> Result<Receipt> {
+        match self.enqueue(event, true).await? {
+            Queued::Waiting(done) => done.await.map_err(|_| AuditError::WriterStopped)?,
+            Queued::Done(receipt) => Ok(receipt),
+        }
+    }
+
+    /// Records every event of `events`, in order, queued together so they
+    /// can share one commit; resolves as [`append`](Self::append) does for
+    /// the last of them, with one result per event. A statement pipeline uses
+    /// this so that its statements wait for one commit, not one each.
+    pub async fn append_all(&self, events: Vec<AuditEvent>) -> Vec<Result<Receipt>> {
+        let mut replies = Vec::with_capacity(events.len());
+        for event in events {
+            replies.push(self.enqueue(event, true).await);
+        }
+        let mut results = Vec::with_capacity(replies.len());
+        for reply in replies {
+            results.push(match reply {
+                Ok(Queued::Waiting(done)) => done.await.unwrap_or(Err(AuditError::WriterStopped)),
+                Ok(Queued::Done(receipt)) => Ok(receipt),
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+
+    /// Queues `event` without waiting for its commit: for events nothing
+    /// waits on (a statement's completion). Fails only when the log is
+    /// stopped or, in `fast` mode, known to be failing; when the queue is
+    /// full the event waits for room on a task of its own.
+    pub fn record(&self, event: AuditEvent) -> Result<()> {
         let Some(shared) = &self.shared else {
-            return Ok(Receipt::Disabled);
+            return Ok(());
+        };
+        let event = PreparedEvent::new(&event)?;
+        match shared.permits.clone().try_acquire_owned() {
+            Ok(permit) => shared.send(Command::Append {
+                event,
+                reply: None,
+                _permit: permit,
+            }),
+            Err(_) => {
+                let shared = Arc::clone(shared);
+                tokio::spawn(async move {
+                    if let Ok(permit) = shared.permits.clone().acquire_owned().await {
+                        let _ = shared.send(Command::Append {
+                            event,
+                            reply: None,
+                            _permit: permit,
+                        });
+                    }
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues `event`; with `wait` in strict mode, hands back the receiver
+    /// of its commit.
+    async fn enqueue(&self, event: AuditEvent, wait: bool) -> Result<Queued> {
+        let Some(shared) = &self.shared else {
+            return Ok(Queued::Done(Receipt::Disabled));
         };
         let event = PreparedEvent::new(&event)?;
         if shared.durability == Durability::Fast && !shared.health.healthy.load(Ordering::SeqCst) {
@@ -282,13 +349,13 @@ impl AuditLog {
             .acquire_owned()
             .await
             .map_err(|_| AuditError::WriterStopped)?;
-        if shared.durability == Durability::Fast {
+        if shared.durability == Durability::Fast || !wait {
             shared.send(Command::Append {
                 event,
                 reply: None,
                 _permit: permit,
             })?;
-            return Ok(Receipt::Queued);
+            return Ok(Queued::Done(Receipt::Queued));
         }
         let (reply, done) = oneshot::channel();
         shared.send(Command::Append {
@@ -296,7 +363,7 @@ impl AuditLog {
             reply: Some(reply),
             _permit: permit,
         })?;
-        done.await.map_err(|_| AuditError::WriterStopped)?
+        Ok(Queued::Waiting(done))
     }
 
     /// Signs and commits a checkpoint at the current tail now (if there is anything new

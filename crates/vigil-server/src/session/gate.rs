@@ -6,14 +6,17 @@
 //! refusal; the relay arranges for it to arrive where the server's answer to
 //! that message would have.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tracing::{info, warn};
+use vigil_audit::AuditEvent;
 use vigil_policy::{Action, Decision, SearchPath, SessionPolicy, Subject, Target};
 use vigil_sql::{Analysis, AnalyzeError, Class, Kind, Properties, Statement};
 use vigil_wire::backend::{self, Report, Severity};
 
+use super::audit::{Decided, SessionAudit};
 use crate::{Identity, State};
 
 /// What to do with one client message.
@@ -21,6 +24,35 @@ pub(crate) enum Verdict {
     Forward,
     /// Refused; the client hears this ErrorResponse instead.
     Refuse(Bytes),
+}
+
+/// A gated message: the verdict, and the audited statements it runs when
+/// forwarded (a Query's, an Execute's, a FunctionCall's).
+pub(crate) struct Checked {
+    pub(crate) verdict: Verdict,
+    pub(crate) runs: Option<Vec<u64>>,
+}
+
+impl Checked {
+    fn forward(runs: Option<Vec<u64>>) -> Checked {
+        Checked {
+            verdict: Verdict::Forward,
+            runs,
+        }
+    }
+
+    fn refuse(error: Bytes) -> Checked {
+        Checked {
+            verdict: Verdict::Refuse(error),
+            runs: None,
+        }
+    }
+}
+
+/// A statement prepared with Parse, as Execute will run it.
+struct Prepared {
+    analysis: Arc<Analysis>,
+    rule: Option<Arc<str>>,
 }
 
 pub(crate) struct Gate {
@@ -33,10 +65,20 @@ pub(crate) struct Gate {
     /// Where unqualified names may resolve in this session.
     search_path: SearchPath,
     pub(crate) refused: u64,
+    pub(crate) audit: SessionAudit,
+    /// With audit on: prepared statements and bound portals by name, so an
+    /// Execute is recorded as the statement it runs.
+    prepared: HashMap<Vec<u8>, Arc<Prepared>>,
+    portals: HashMap<Vec<u8>, Arc<Prepared>>,
 }
 
 impl Gate {
-    pub(crate) fn new(state: Arc<State>, identity: Arc<Identity>, database: String) -> Gate {
+    pub(crate) fn new(
+        state: Arc<State>,
+        identity: Arc<Identity>,
+        database: String,
+        audit: SessionAudit,
+    ) -> Gate {
         let generation = state.generation();
         let policy = session_policy(&state, &identity, &database).unwrap_or_else(deny_all);
         Gate {
@@ -47,58 +89,175 @@ impl Gate {
             generation,
             search_path: SearchPath::default(),
             refused: 0,
+            audit,
+            prepared: HashMap::new(),
+            portals: HashMap::new(),
         }
     }
 
-    /// A simple-protocol Query's text, or a Parse's.
-    pub(crate) fn statement(&mut self, sql: &[u8]) -> Verdict {
-        let Ok(sql) = std::str::from_utf8(sql) else {
-            return self.refuse_unreadable(
+    /// A simple-protocol Query's text.
+    pub(crate) fn query(&mut self, sql: &[u8], events: &mut Vec<AuditEvent>) -> Checked {
+        match self.analyze(sql, events) {
+            Ok(analysis) => self.decide(&analysis, Some(events)).0,
+            Err(refused) => refused,
+        }
+    }
+
+    /// A Parse: decided now, recorded when an Execute runs it.
+    pub(crate) fn parse(
+        &mut self,
+        name: &[u8],
+        sql: &[u8],
+        events: &mut Vec<AuditEvent>,
+    ) -> Checked {
+        self.prepared.remove(name);
+        let analysis = match self.analyze(sql, events) {
+            Ok(analysis) => analysis,
+            Err(refused) => return refused,
+        };
+        let (checked, decision) = self.decide(&analysis, None);
+        let rule = decision.rule.as_ref().map(|r| Arc::clone(&r.id));
+        if let Verdict::Forward = checked.verdict {
+            if self.audit.enabled() {
+                let prepared = Arc::new(Prepared { analysis, rule });
+                self.prepared.insert(name.to_vec(), prepared);
+            }
+        } else {
+            // Recorded now: no Execute will run it.
+            let decided = Decided {
+                action: decision.action,
+                rule: rule.as_deref(),
+            };
+            self.record(&analysis, &decided, events);
+        }
+        checked
+    }
+
+    /// A Bind of `statement` into `portal`.
+    pub(crate) fn bind(&mut self, portal: &[u8], statement: &[u8]) {
+        if !self.audit.enabled() {
+            return;
+        }
+        match self.prepared.get(statement) {
+            Some(prepared) => {
+                self.portals.insert(portal.to_vec(), Arc::clone(prepared));
+            }
+            None => {
+                self.portals.remove(portal);
+            }
+        }
+    }
+
+    /// An Execute of `portal`: the audited statement it runs.
+    pub(crate) fn execute(
+        &mut self,
+        portal: &[u8],
+        events: &mut Vec<AuditEvent>,
+    ) -> Option<Vec<u64>> {
+        if !self.audit.enabled() {
+            return None;
+        }
+        let prepared = match self.portals.get(portal) {
+            Some(prepared) => Arc::clone(prepared),
+            // A portal Vigil did not see bound (a cursor declared in SQL):
+            // still recorded, as what Vigil knows of it.
+            None => Arc::new(Prepared {
+                analysis: Arc::new(opaque(format!(
+                    "<execute of portal {:?}>",
+                    String::from_utf8_lossy(portal)
+                ))),
+                rule: None,
+            }),
+        };
+        let decided = Decided {
+            action: Action::Allow,
+            rule: prepared.rule.as_deref(),
+        };
+        Some(self.audit.statements(&prepared.analysis, &decided, events))
+    }
+
+    /// A Close of a statement (`kind` S) or a portal (P).
+    pub(crate) fn close(&mut self, kind: u8, name: &[u8]) {
+        match kind {
+            b'S' => self.prepared.remove(name),
+            _ => self.portals.remove(name),
+        };
+    }
+
+    /// A fast-path FunctionCall: which function it runs is an OID the
+    /// analyzer cannot see, so it counts as a statement of unknown class.
+    pub(crate) fn function_call(&mut self, events: &mut Vec<AuditEvent>) -> Checked {
+        let analysis = opaque("<fast-path function call>".into());
+        self.decide(&analysis, Some(events)).0
+    }
+
+    /// The analysis of `sql`, or the refusal of a text that has none.
+    fn analyze(
+        &mut self,
+        sql: &[u8],
+        events: &mut Vec<AuditEvent>,
+    ) -> Result<Arc<Analysis>, Checked> {
+        let mut refused = |gate: &mut Gate, error: Bytes| {
+            if gate.audit.enabled() {
+                gate.audit.unreadable(sql, "vigil.unreadable", events);
+            }
+            Err(Checked::refuse(error))
+        };
+        let Ok(text) = std::str::from_utf8(sql) else {
+            let error = self.refuse_unreadable(
                 "22021",
                 "statement text is not valid UTF-8",
                 None,
                 Some("Vigil reads SQL as UTF-8: connect with client_encoding=UTF8."),
             );
+            return refused(self, error);
         };
-        let analysis = match self.state.analyzer.analyze(sql) {
-            Ok(analysis) => analysis,
-            Err(error) => return self.refuse_analysis(&error),
-        };
-        self.decide(&analysis)
+        match self.state.analyzer.analyze(text) {
+            Ok(analysis) => Ok(analysis),
+            Err(error) => {
+                let error = self.refuse_analysis(&error);
+                refused(self, error)
+            }
+        }
     }
 
-    /// A fast-path FunctionCall: which function it runs is an OID the
-    /// analyzer cannot see, so it counts as a statement of unknown class.
-    pub(crate) fn function_call(&mut self) -> Verdict {
-        let analysis = Analysis {
-            statements: vec![Statement {
-                text: "<fast-path function call>".into(),
-                kind: Kind::Other,
-                class: Class::Unknown,
-                inner_kinds: Vec::new(),
-                relations: Vec::new(),
-                columns: Vec::new(),
-                functions: Vec::new(),
-                properties: Properties::default(),
-                normalized: String::new(),
-                fingerprint: String::new(),
-            }],
-            tags: Default::default(),
-        };
-        self.decide(&analysis)
-    }
-
-    fn decide(&mut self, analysis: &Analysis) -> Verdict {
+    /// Decides `analysis`; with audit on and `events` given, its
+    /// statements' events go there.
+    fn decide(
+        &mut self,
+        analysis: &Analysis,
+        events: Option<&mut Vec<AuditEvent>>,
+    ) -> (Checked, Decision) {
         self.refresh();
         let decision = self.policy.decide_on_path(analysis, &self.search_path);
+        let runs = events.and_then(|events| {
+            let decided = Decided {
+                action: decision.action,
+                rule: decision.rule_id(),
+            };
+            self.record(analysis, &decided, events)
+        });
         if decision.action == Action::Allow {
             for statement in &analysis.statements {
                 self.search_path.note(statement);
             }
-            return Verdict::Forward;
+            return (Checked::forward(runs), decision);
         }
         self.refused += 1;
-        Verdict::Refuse(refusal(&decision, analysis))
+        let error = refusal(&decision, analysis);
+        (Checked::refuse(error), decision)
+    }
+
+    /// With audit on, the events of `analysis`'s statements and their numbers.
+    fn record(
+        &mut self,
+        analysis: &Analysis,
+        decided: &Decided<'_>,
+        events: &mut Vec<AuditEvent>,
+    ) -> Option<Vec<u64>> {
+        self.audit
+            .enabled()
+            .then(|| self.audit.statements(analysis, decided, events))
     }
 
     /// Picks up a reloaded policy.
@@ -112,7 +271,7 @@ impl Gate {
         }
     }
 
-    fn refuse_analysis(&mut self, error: &AnalyzeError) -> Verdict {
+    fn refuse_analysis(&mut self, error: &AnalyzeError) -> Bytes {
         let position = match error {
             AnalyzeError::Syntax { position, .. } => *position,
             _ => None,
@@ -135,7 +294,7 @@ impl Gate {
         message: &str,
         position: Option<usize>,
         hint: Option<&str>,
-    ) -> Verdict {
+    ) -> Bytes {
         self.refused += 1;
         info!(sqlstate = code, "statement not analyzable; refused");
         let mut report = Report::new(Severity::Error, code, message);
@@ -145,7 +304,26 @@ impl Gate {
         }
         let mut out = BytesMut::new();
         backend::error_response(&mut out, &report);
-        Verdict::Refuse(out.freeze())
+        out.freeze()
+    }
+}
+
+/// One statement of unknown class that Vigil cannot see into.
+fn opaque(text: String) -> Analysis {
+    Analysis {
+        statements: vec![Statement {
+            text,
+            kind: Kind::Other,
+            class: Class::Unknown,
+            inner_kinds: Vec::new(),
+            relations: Vec::new(),
+            columns: Vec::new(),
+            functions: Vec::new(),
+            properties: Properties::default(),
+            normalized: String::new(),
+            fingerprint: String::new(),
+        }],
+        tags: Default::default(),
     }
 }
 

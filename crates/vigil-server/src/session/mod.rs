@@ -1,6 +1,7 @@
 //! One client session, from the first byte to the last: TLS negotiation,
 //! startup, authentication, the upstream connection, then the relay.
 
+mod audit;
 pub(crate) mod client;
 mod gate;
 mod owed;
@@ -64,7 +65,7 @@ pub(crate) async fn run(
         };
         let established = tokio::time::timeout(
             Duration::from_secs(limit),
-            establish(&mut conn, client_addr, &state, admit),
+            establish(&mut conn, client_addr, &state, admit, session_id),
         )
         .await
         .unwrap_or(Err(SessionError::StartupTimeout(limit)));
@@ -101,6 +102,7 @@ async fn establish(
     client_addr: SocketAddr,
     state: &Arc<State>,
     admit: bool,
+    session_id: u64,
 ) -> Result<Option<Established>, SessionError> {
     let snapshot = state.snapshot();
     let config = &snapshot.config;
@@ -147,7 +149,7 @@ async fn establish(
     if let Some(negotiation) = startup.negotiation() {
         backend::negotiate_protocol_version(&mut conn.out, 0, &negotiation);
     }
-    let identity = auth::authenticate(
+    let authenticated = auth::authenticate(
         conn,
         state,
         &snapshot,
@@ -155,7 +157,14 @@ async fn establish(
         client_addr,
         startup.application_name,
     )
-    .await?;
+    .await;
+    let identity = match authenticated {
+        Ok(identity) => identity,
+        Err(error) => {
+            record_auth_failure(state, &error, startup.user, client_addr, startup.database);
+            return Err(error);
+        }
+    };
     let span = tracing::Span::current();
     span.record("identity", identity.name.as_str());
     span.record("database", startup.database);
@@ -196,7 +205,15 @@ async fn establish(
         application_name = identity.application_name.as_deref().unwrap_or(""),
         "session started"
     );
-    let gate = gate::Gate::new(state.clone(), Arc::new(identity), db.name.clone());
+    let audit = audit::SessionAudit::new(
+        state.audit.clone(),
+        config.audit.redaction,
+        session_id,
+        &identity,
+        &db.name,
+    );
+    audit.session_started();
+    let gate = gate::Gate::new(state.clone(), Arc::new(identity), db.name.clone(), audit);
     Ok(Some(Established {
         upstream,
         max_message_bytes: config.server.max_message_bytes,
@@ -267,6 +284,10 @@ async fn relay(conn: ClientConn, established: Established, mut phase: watch::Rec
         }
     }
     let stats = relay.stats;
+    relay
+        .gate()
+        .audit
+        .session_ended(stats.bytes_in, stats.bytes_out);
     info!(
         end = ?end.as_ref().map_err(|e| e.kind()),
         queries = stats.queries,
@@ -276,6 +297,31 @@ async fn relay(conn: ClientConn, established: Established, mut phase: watch::Rec
         duration_ms = started.elapsed().as_millis() as u64,
         "session ended"
     );
+}
+
+/// Failed logins go to the audit trail, with why (never the password).
+fn record_auth_failure(
+    state: &State,
+    error: &SessionError,
+    user: &str,
+    client_addr: SocketAddr,
+    database: &str,
+) {
+    let reason = match error {
+        SessionError::AuthFailed { reason, .. } => reason.clone(),
+        SessionError::LockedOut { .. } | SessionError::CleartextWithoutTls => error.to_string(),
+        // The client left or broke the exchange: not a failed guess.
+        _ => return,
+    };
+    let event = vigil_audit::AuditEvent::AuthFailure(vigil_audit::AuthFailure {
+        user: user.to_owned(),
+        client_addr: client_addr.to_string(),
+        reason,
+        database: Some(database.to_owned()),
+    });
+    if let Err(error) = state.audit.record(event) {
+        warn!(%error, "authentication failure not recorded in the audit trail");
+    }
 }
 
 /// A CancelRequest arrived: pass it on, under the upstream's own key, to the

@@ -9,8 +9,10 @@
 //! each side sends.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use bytes::Bytes;
+use vigil_wire::fields::ErrorFields;
 use vigil_wire::tags::{backend as b, frontend as f};
 
 /// One forwarded client message that the server will answer.
@@ -30,6 +32,8 @@ enum Sent {
         extended: bool,
         error: Bytes,
     },
+    /// A refused Query whose error has been sent; its ReadyForQuery follows.
+    Answered,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +69,7 @@ impl Sent {
             Sent::Sync
                 | Sent::Query
                 | Sent::FunctionCall
+                | Sent::Answered
                 | Sent::Refused {
                     extended: false,
                     ..
@@ -87,6 +92,60 @@ pub(crate) struct Owed {
     sent: VecDeque<Sent>,
     /// The server is in COPY IN and the client has not ended it yet.
     copy_in: bool,
+    /// Audited statements the server is running or will run, in order: one
+    /// per forwarded Query, Execute and FunctionCall that was given one.
+    tickets: VecDeque<Ticket>,
+}
+
+/// What an audited request is waiting for: the statement sequence numbers
+/// (several for a multi-statement Query), and what it has produced so far.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    request: u8,
+    seqs: VecDeque<u64>,
+    started: Instant,
+    rows: u64,
+    bytes: u64,
+}
+
+/// One audited statement finished, well or with an error.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Completion {
+    pub(crate) seq: u64,
+    pub(crate) started: Instant,
+    pub(crate) rows: Option<u64>,
+    pub(crate) sqlstate: Option<String>,
+    pub(crate) bytes: u64,
+}
+
+impl Ticket {
+    /// A ticket for a forwarded Query, Execute or FunctionCall (`request`
+    /// is its tag) running the statements `seqs`.
+    pub(crate) fn new(request: u8, seqs: impl IntoIterator<Item = u64>) -> Ticket {
+        Ticket {
+            request,
+            seqs: seqs.into_iter().collect(),
+            started: Instant::now(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// The current statement finished; the next one, if any, starts now.
+    fn complete(&mut self, rows: Option<u64>, sqlstate: Option<String>) -> Option<Completion> {
+        let seq = self.seqs.pop_front()?;
+        let done = Completion {
+            seq,
+            started: self.started,
+            rows: rows.or((self.rows > 0).then_some(self.rows)),
+            sqlstate,
+            bytes: self.bytes,
+        };
+        self.started = Instant::now();
+        self.rows = 0;
+        self.bytes = 0;
+        Some(done)
+    }
 }
 
 impl Owed {
@@ -121,6 +180,106 @@ impl Owed {
             _ => return,
         };
         self.sent.push_back(sent);
+    }
+
+    /// The message just forwarded with [`client_sent`](Self::client_sent)
+    /// runs these audited statements.
+    pub(crate) fn expect(&mut self, ticket: Ticket) {
+        self.tickets.push_back(ticket);
+    }
+
+    /// What a server message means for the audited statements: call it with
+    /// every message (`body` may be a first chunk of a streamed one, `len`
+    /// is its whole size) before [`server_sent`](Self::server_sent).
+    pub(crate) fn completion(&mut self, tag: u8, body: &[u8], len: usize) -> Option<Completion> {
+        if self.tickets.is_empty() {
+            return None;
+        }
+        match tag {
+            b::DATA_ROW => {
+                let ticket = self.tickets.front_mut()?;
+                ticket.rows += 1;
+                ticket.bytes += len as u64;
+                None
+            }
+            b::COPY_DATA => {
+                self.tickets.front_mut()?.bytes += len as u64;
+                None
+            }
+            b::COMMAND_COMPLETE
+            | b::EMPTY_QUERY_RESPONSE
+            | b::PORTAL_SUSPENDED
+            | b::FUNCTION_CALL_RESPONSE => {
+                let rows = (tag == b::COMMAND_COMPLETE)
+                    .then(|| command_rows(body))
+                    .flatten();
+                let ticket = self.tickets.front_mut()?;
+                let done = ticket.complete(rows, None);
+                // A Query's and a FunctionCall's ticket ends with their
+                // ReadyForQuery.
+                if ticket.request == f::EXECUTE {
+                    self.tickets.pop_front();
+                }
+                done
+            }
+            b::ERROR_RESPONSE => {
+                let sqlstate = ErrorFields::parse(body)
+                    .ok()
+                    .and_then(|e| e.code().map(str::to_owned));
+                let front = self.sent.front()?;
+                match front {
+                    Sent::Query | Sent::FunctionCall => {
+                        // The statements after the failed one do not run.
+                        let ticket = self.tickets.front_mut()?;
+                        let done = ticket.complete(None, sqlstate);
+                        ticket.seqs.clear();
+                        done
+                    }
+                    Sent::Extended(Step::Execute) => {
+                        let mut ticket = self.tickets.pop_front()?;
+                        self.skip_executes_after_error(1);
+                        ticket.complete(None, sqlstate)
+                    }
+                    sent if sent.extended() => {
+                        self.skip_executes_after_error(0);
+                        None
+                    }
+                    _ => None,
+                }
+            }
+            b::READY_FOR_QUERY => {
+                // The request it ends: a Query's statements after an error,
+                // or never reached, did not run.
+                let ends = self.sent.iter().find(|s| s.ends_with_ready())?;
+                if matches!(ends, Sent::Query | Sent::FunctionCall) {
+                    self.tickets.pop_front();
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// More bytes of a streamed server message counted by `completion`.
+    pub(crate) fn more_bytes(&mut self, len: usize) {
+        if let Some(ticket) = self.tickets.front_mut() {
+            ticket.bytes += len as u64;
+        }
+    }
+
+    /// After an error in an extended batch the server skips to Sync: the
+    /// Executes before it (past the first `skip` entries) never run.
+    fn skip_executes_after_error(&mut self, skip: usize) {
+        let skipped = self
+            .sent
+            .iter()
+            .skip(skip)
+            .take_while(|s| **s != Sent::Sync)
+            .filter(|s| **s == Sent::Extended(Step::Execute))
+            .count();
+        for _ in 0..skipped {
+            self.tickets.pop_front();
+        }
     }
 
     /// A refused Query (or Parse, when `extended`) went to the server in a
@@ -161,7 +320,7 @@ impl Owed {
                     }
                 } else if swap.is_some() {
                     // Answered; its ReadyForQuery follows, like any Query's.
-                    self.sent[0] = Sent::Query;
+                    self.sent[0] = Sent::Answered;
                 }
                 return swap;
             }
@@ -188,6 +347,22 @@ impl Owed {
         }
         None
     }
+}
+
+/// The row count at the end of a CommandComplete tag (`SELECT 5`, `INSERT 0
+/// 1`, `UPDATE 3`, `COPY 10`); `None` for tags without one (`CREATE TABLE`).
+fn command_rows(body: &[u8]) -> Option<u64> {
+    let tag = body.strip_suffix(&[0]).unwrap_or(body);
+    let tag = std::str::from_utf8(tag).ok()?;
+    let (verb, count) = tag.rsplit_once(' ')?;
+    let counted = [
+        "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "FETCH", "MOVE",
+    ];
+    let verb = verb.split(' ').next()?;
+    counted
+        .contains(&verb)
+        .then(|| count.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]

@@ -16,22 +16,25 @@
 //! server itself marks the transaction failed, as after any error; and in the
 //! extended protocol the server skips to the next Sync.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::ops::Range;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
+use vigil_audit::{AuditError, AuditEvent, Receipt};
 use vigil_wire::fields::{query_text, ParseMessage};
 use vigil_wire::frame::FRONTEND_TAGS;
 use vigil_wire::tags::{backend as b, frontend as f};
 use vigil_wire::{FrameReader, Next, TagSet, WireError};
 
-use super::gate::{Gate, Verdict};
-use super::owed::Owed;
+use super::audit::unavailable_report;
+use super::gate::{Checked, Gate, Verdict};
+use super::owed::{Owed, Ticket};
 use crate::shutdown::Phase;
 use crate::stream::Stream;
 use crate::SessionError;
@@ -73,6 +76,32 @@ pub(crate) enum End {
 /// What the server gets in place of a refused statement: rejected by its
 /// parser, so nothing runs, and self-explanatory in the server's log.
 const STAND_IN: &str = "VIGIL_REFUSED_THIS_STATEMENT";
+/// The prepared statement name a refused Execute's stand-in Parse uses: it
+/// fails, so nothing of that name is ever created.
+const STAND_IN_NAME: &[u8] = b"vigil_refused";
+
+/// One client message (or a piece of a streamed one), checked and waiting to
+/// be passed on.
+struct Message {
+    /// Its bytes in `from_client`.
+    range: Range<usize>,
+    /// Its tag; `None` for the continuation of a streamed message.
+    tag: Option<u8>,
+    verdict: Verdict,
+    /// The audited statements it runs, and their events' places in the batch.
+    runs: Option<(Vec<u64>, Range<usize>)>,
+}
+
+/// The audit log's answer for a batch of events, one result per event.
+type AuditResults = Pin<Box<dyn Future<Output = Vec<Result<Receipt, AuditError>>> + Send>>;
+
+/// Client messages held back until their audit events are stored.
+struct Held {
+    messages: Vec<Message>,
+    /// Bytes of `from_client` they cover.
+    end: usize,
+    audit: AuditResults,
+}
 
 pub(crate) struct Relay {
     client: Stream,
@@ -95,6 +124,9 @@ pub(crate) struct Relay {
     gate: Gate,
     /// Set when the server reported an unsafe setting.
     unsafe_setting: Option<String>,
+    /// Messages waiting for their audit events; nothing more is read from
+    /// the client meanwhile.
+    held: Option<Held>,
     pub(crate) stats: Stats,
 }
 
@@ -135,6 +167,7 @@ impl Relay {
             terminated: false,
             gate,
             unsafe_setting: None,
+            held: None,
             stats: Stats::default(),
         }
     }
@@ -144,9 +177,14 @@ impl Relay {
         self.gate.refused
     }
 
+    pub(crate) fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
     /// At a point where the session could end without losing anything.
     fn idle(&self) -> bool {
         self.owed.settled()
+            && self.held.is_none()
             && self.status == b'I'
             && self.from_client.is_empty()
             && !self.client_frames.mid_frame()
@@ -184,6 +222,18 @@ impl Relay {
         loop {
             let mut progress = false;
 
+            if let Some(held) = &mut self.held {
+                if let Poll::Ready(results) = held.audit.as_mut().poll(cx) {
+                    let held = self.held.take().expect("held");
+                    self.release(held.messages, held.end, &results);
+                    progress = true;
+                    // Messages that arrived meanwhile.
+                    if let Err(violation) = self.forward_client_frames() {
+                        return Poll::Ready(Ok(End::Violation(violation)));
+                    }
+                }
+            }
+
             progress |= ready_or(poll_send(
                 &mut self.upstream,
                 &mut self.to_upstream,
@@ -206,7 +256,11 @@ impl Relay {
                 return Poll::Ready(Ok(End::ClientGone));
             }
 
-            if !self.terminated && !self.client_eof && self.to_upstream.len() < HIGH_WATER {
+            if !self.terminated
+                && !self.client_eof
+                && self.held.is_none()
+                && self.to_upstream.len() < HIGH_WATER
+            {
                 reserve(&mut self.from_client);
                 match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.from_client) {
                     Poll::Ready(Ok(0)) => {
@@ -255,71 +309,146 @@ impl Relay {
         }
     }
 
-    /// Moves every complete client frame (and chunks of streamed ones) to the
-    /// upstream's outgoing buffer, passing statements through the gate.
+    /// Checks every complete client frame (and chunk of a streamed one) and
+    /// passes them on, once the audit events of the statements among them
+    /// are stored (at once when audit is off or in `fast` mode).
     fn forward_client_frames(&mut self) -> Result<(), WireError> {
-        // Bytes before `copied` are in `to_upstream` already; those between
-        // it and `offset` are checked and go next.
-        let mut copied = 0;
+        if self.held.is_some() || self.terminated {
+            return Ok(());
+        }
+        let mut messages = Vec::new();
+        let mut events = Vec::new();
         let mut offset = 0;
-        let result = loop {
+        loop {
             match self.client_frames.next(&self.from_client[offset..]) {
                 Ok(Next::Frame { tag, len }) => {
-                    let frame = offset..offset + len;
+                    let range = offset..offset + len;
                     offset += len;
-                    let verdict = match tag {
-                        f::QUERY | f::PARSE | f::FUNCTION_CALL => {
-                            match check(
-                                &mut self.gate,
-                                tag,
-                                &self.from_client[frame.start + 5..frame.end],
-                            ) {
-                                Ok(verdict) => verdict,
-                                Err(e) => break Err(e),
-                            }
-                        }
-                        _ => Verdict::Forward,
-                    };
-                    match verdict {
-                        Verdict::Forward => self.owed.client_sent(tag),
-                        Verdict::Refuse(error) => {
-                            self.to_upstream
-                                .extend_from_slice(&self.from_client[copied..frame.start]);
-                            copied = frame.end;
-                            let body = &self.from_client[frame.start + 5..frame.end];
-                            if tag == f::PARSE {
-                                let name = ParseMessage::parse(body).map_or(&b""[..], |p| p.name);
-                                vigil_wire::backend::parse(&mut self.to_upstream, name, STAND_IN);
-                            } else {
-                                vigil_wire::backend::query(&mut self.to_upstream, STAND_IN);
-                            }
-                            self.owed.client_refused(tag == f::PARSE, error);
-                        }
-                    }
-                    if matches!(tag, f::QUERY | f::FUNCTION_CALL | f::EXECUTE) {
-                        self.stats.queries += 1;
-                    }
+                    let first_event = events.len();
+                    let body = &self.from_client[range.start + 5..range.end];
+                    let checked = check(&mut self.gate, tag, body, &mut events)?;
+                    let runs = checked.runs.map(|seqs| (seqs, first_event..events.len()));
+                    messages.push(Message {
+                        range,
+                        tag: Some(tag),
+                        verdict: checked.verdict,
+                        runs,
+                    });
                     if tag == f::TERMINATE {
-                        self.terminated = true;
-                        break Ok(());
+                        break;
                     }
                 }
-                Ok(Next::Chunk { len, .. }) => offset += len,
+                Ok(Next::Chunk { len, .. }) => {
+                    messages.push(Message {
+                        range: offset..offset + len,
+                        tag: None,
+                        verdict: Verdict::Forward,
+                        runs: None,
+                    });
+                    offset += len;
+                }
                 Ok(Next::Incomplete { want }) => {
                     self.from_client
                         .reserve(want.saturating_sub(self.from_client.len() - offset));
-                    break Ok(());
+                    break;
                 }
-                Err(e) => break Err(e),
+                Err(e) => return Err(e),
             }
-        };
-        self.to_upstream
-            .extend_from_slice(&self.from_client[copied..offset]);
-        self.from_client.advance(offset);
+        }
+        if events.is_empty() {
+            self.release(messages, offset, &[]);
+            return Ok(());
+        }
+        let log = self.gate.audit.log().clone();
+        let mut audit: AuditResults = Box::pin(async move { log.append_all(events).await });
+        // In fast mode the events are queued by the first poll.
+        match audit.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(results) => self.release(messages, offset, &results),
+            Poll::Pending => {
+                self.held = Some(Held {
+                    messages,
+                    end: offset,
+                    audit,
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes checked messages on: as they are, or as a stand-in when
+    /// refused, by policy or because their audit events (`results`, by
+    /// place in the batch) could not be stored.
+    fn release(
+        &mut self,
+        messages: Vec<Message>,
+        end: usize,
+        results: &[Result<Receipt, AuditError>],
+    ) {
+        for message in messages {
+            let Some(tag) = message.tag else {
+                self.to_upstream
+                    .extend_from_slice(&self.from_client[message.range]);
+                continue;
+            };
+            let mut verdict = message.verdict;
+            let mut ticket = None;
+            if let (Verdict::Forward, Some((seqs, events))) = (&verdict, message.runs) {
+                match results
+                    .get(events)
+                    .unwrap_or(&[])
+                    .iter()
+                    .find_map(|r| r.as_ref().err())
+                {
+                    Some(error) => {
+                        tracing::warn!(%error, "statement refused: its audit event was not stored");
+                        self.gate.refused += 1;
+                        verdict = Verdict::Refuse(unavailable_report(error));
+                    }
+                    None => ticket = Some(Ticket::new(tag, seqs)),
+                }
+            }
+            match verdict {
+                Verdict::Forward => {
+                    self.to_upstream
+                        .extend_from_slice(&self.from_client[message.range]);
+                    self.owed.client_sent(tag);
+                    if let Some(ticket) = ticket {
+                        self.owed.expect(ticket);
+                    }
+                }
+                Verdict::Refuse(error) => self.refuse(tag, message.range, error),
+            }
+            if matches!(tag, f::QUERY | f::FUNCTION_CALL | f::EXECUTE) {
+                self.stats.queries += 1;
+            }
+            if tag == f::TERMINATE {
+                self.terminated = true;
+            }
+        }
+        self.from_client.advance(end);
         if self.terminated {
             self.from_client.clear();
         }
-        result
+    }
+
+    /// Sends the server a stand-in for a refused message, one it rejects
+    /// without running anything, and arranges for the client to hear `error`
+    /// in place of the server's.
+    fn refuse(&mut self, tag: u8, range: Range<usize>, error: Bytes) {
+        match tag {
+            f::PARSE => {
+                let body = &self.from_client[range.start + 5..range.end];
+                let name = ParseMessage::parse(body).map_or(&b""[..], |p| p.name);
+                vigil_wire::backend::parse(&mut self.to_upstream, name, STAND_IN);
+            }
+            // An Execute's portal stays as it is; the batch fails to Sync.
+            f::EXECUTE => {
+                vigil_wire::backend::parse(&mut self.to_upstream, STAND_IN_NAME, STAND_IN)
+            }
+            _ => vigil_wire::backend::query(&mut self.to_upstream, STAND_IN),
+        }
+        self.owed
+            .client_refused(matches!(tag, f::PARSE | f::EXECUTE), error);
     }
 
     fn forward_upstream_frames(&mut self) -> Result<(), WireError> {
@@ -330,6 +459,10 @@ impl Relay {
                 Ok(Next::Frame { tag, len }) => {
                     let frame = offset..offset + len;
                     offset += len;
+                    let body = &self.from_upstream[frame.start + 5..frame.end];
+                    if let Some(done) = self.owed.completion(tag, body, len) {
+                        self.gate.audit.completed(done);
+                    }
                     if let Some(refusal) = self.owed.server_sent(tag) {
                         // The server's rejection of the stand-in: the client
                         // hears Vigil's refusal instead.
@@ -351,8 +484,20 @@ impl Relay {
                         _ => {}
                     }
                 }
-                Ok(Next::Chunk { tag, len, end, .. }) => {
+                Ok(Next::Chunk {
+                    tag,
+                    len,
+                    start,
+                    end,
+                }) => {
                     offset += len;
+                    if start {
+                        if let Some(done) = self.owed.completion(tag, &[], len) {
+                            self.gate.audit.completed(done);
+                        }
+                    } else {
+                        self.owed.more_bytes(len);
+                    }
                     if end {
                         // Too large to be the answer to a stand-in.
                         let _ = self.owed.server_sent(tag);
@@ -392,12 +537,42 @@ impl Relay {
     }
 }
 
-/// The gate's verdict on a Query, Parse or FunctionCall body.
-fn check(gate: &mut Gate, tag: u8, body: &[u8]) -> Result<Verdict, WireError> {
+/// The gate's verdict on one client message.
+fn check(
+    gate: &mut Gate,
+    tag: u8,
+    body: &[u8],
+    events: &mut Vec<AuditEvent>,
+) -> Result<Checked, WireError> {
+    let forward = |runs| Checked {
+        verdict: Verdict::Forward,
+        runs,
+    };
     Ok(match tag {
-        f::QUERY => gate.statement(query_text(body)?),
-        f::PARSE => gate.statement(ParseMessage::parse(body)?.query),
-        _ => gate.function_call(),
+        f::QUERY => gate.query(query_text(body)?, events),
+        f::PARSE => {
+            let parse = ParseMessage::parse(body)?;
+            gate.parse(parse.name, parse.query, events)
+        }
+        f::FUNCTION_CALL => gate.function_call(events),
+        f::BIND => {
+            let mut names = body.splitn(3, |&b| b == 0);
+            if let (Some(portal), Some(statement)) = (names.next(), names.next()) {
+                gate.bind(portal, statement);
+            }
+            forward(None)
+        }
+        f::EXECUTE => {
+            let portal = body.split(|&b| b == 0).next().unwrap_or_default();
+            forward(gate.execute(portal, events))
+        }
+        f::CLOSE => {
+            if let Some((&kind, rest)) = body.split_first() {
+                gate.close(kind, rest.split(|&b| b == 0).next().unwrap_or_default());
+            }
+            forward(None)
+        }
+        _ => forward(None),
     })
 }
 

@@ -142,11 +142,17 @@ pub struct Proxy {
     pub state: std::sync::Arc<vigil_server::State>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    scratch: Option<TempDir>,
 }
 
 impl Proxy {
+    /// Starts with `toml` read as if from a file in a scratch folder of
+    /// this proxy's own, where its audit store lands.
     pub fn start(toml: &str) -> Proxy {
-        Proxy::start_at(toml, Path::new("/tmp/vigil-e2e.toml"))
+        let scratch = TempDir::new("proxy");
+        let mut proxy = Proxy::start_at(toml, &scratch.0.join("vigil.toml"));
+        proxy.scratch = Some(scratch);
+        proxy
     }
 
     /// Starts with `toml` read as if from `path` (relative files resolve there).
@@ -182,6 +188,7 @@ impl Proxy {
             state: shared,
             stop: Some(stop),
             thread: Some(thread),
+            scratch: None,
         }
     }
 
@@ -197,6 +204,28 @@ impl Proxy {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+
+    /// The audit store of a proxy started with [`Proxy::start`] and no
+    /// `[audit] store` of its own.
+    pub fn audit_store(&self) -> PathBuf {
+        let scratch = self.scratch.as_ref().expect("started with Proxy::start");
+        scratch.0.join("vigil-audit.db")
+    }
+
+    /// Waits until every audit event queued so far is committed.
+    pub fn audit_sync(&self) {
+        let state = self.state.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(state.audit().sync())
+        })
+        .join()
+        .unwrap()
+        .expect("audit sync");
     }
 
     pub fn conninfo(&self, user: &str) -> String {

@@ -177,8 +177,14 @@ fn a_shared_analysis_equals_a_fresh_one() {
 fn analyses_that_depend_on_constants_are_not_shared() {
     let analyzer = Analyzer::new(64);
     for (first, second) in [
-        ("SET search_path = 'public'", "SET search_path = 'evil, pg_catalog'"),
-        ("SET standard_conforming_strings = 'on'", "SET standard_conforming_strings = 'off'"),
+        (
+            "SET search_path = 'public'",
+            "SET search_path = 'evil, pg_catalog'",
+        ),
+        (
+            "SET standard_conforming_strings = 'on'",
+            "SET standard_conforming_strings = 'off'",
+        ),
         (
             "SELECT set_config('application_name', 'a', false)",
             "SELECT set_config('search_path', 'evil', false)",
@@ -207,14 +213,19 @@ fn analyses_that_depend_on_constants_are_not_shared() {
 #[test]
 fn escape_strings_cannot_pose_as_a_cached_shape() {
     let analyzer = Analyzer::new(64);
-    analyzer.analyze("SELECT * FROM t WHERE a = 'x' OR b = 'y'").unwrap();
+    analyzer
+        .analyze("SELECT * FROM t WHERE a = 'x' OR b = 'y'")
+        .unwrap();
     // With E'…', `\'` does not close the string: the same bytes between the
     // outer quotes hold a different statement. It has no shape, so it parses.
     let hidden = r"SELECT * FROM t WHERE a = E'\' OR b = ' ; DROP TABLE t; --'";
     assert!(shape(hidden).is_none());
     let analysis = analyzer.analyze(hidden).unwrap();
     assert_eq!(analysis.statements.len(), 2);
-    assert_eq!(analysis.statements[1].kind, crate::Kind::Drop(crate::ObjectType::Table));
+    assert_eq!(
+        analysis.statements[1].kind,
+        crate::Kind::Drop(crate::ObjectType::Table)
+    );
 }
 
 #[test]
@@ -227,11 +238,16 @@ fn normalized_forms_number_each_statements_constants() {
         analysis.statements[0].normalized,
         "SELECT * FROM t WHERE id = $1 AND name = $2 /*c='1'*/"
     );
-    assert_eq!(analysis.statements[1].normalized, "DELETE FROM t WHERE id = $1");
+    assert_eq!(
+        analysis.statements[1].normalized,
+        "DELETE FROM t WHERE id = $1"
+    );
     // Without a shape, pg_query normalizes.
     assert_eq!(
-        analyze_uncached("SELECT E'a' FROM t WHERE id = $1").unwrap().statements[0].normalized,
+        analyze_uncached("SELECT E'a' FROM t WHERE id = $1")
+            .unwrap()
+            .statements[0]
+            .normalized,
         "SELECT $2 FROM t WHERE id = $1"
     );
 }
-
