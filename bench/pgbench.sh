@@ -1,30 +1,32 @@
 #!/usr/bin/env bash
 # Benchmarks Vigil against PgBouncer and a direct connection with pgbench -S.
 #
-# Four targets: direct; PgBouncer; "vigil", Vigil with no rules and no guardrails
-# (every statement is still analyzed and decided, by the database default, allow:
-# there is no switch that turns policy off); and "vigil-policy", a second Vigil whose
-# database is labelled environment = "production", with the guardrail pack on, the
-# bench identity not exempt, and a few ordinary rules, so every statement meets them.
+# Five targets: direct; PgBouncer; and three Vigils with the same policy (the database
+# labelled environment = "production", the guardrail pack on, the bench identity not
+# exempt, and a few ordinary rules, so every statement meets them) in the three audit
+# modes: "vigil-policy" (audit off), "vigil-fast" (audit fast: events queued) and
+# "vigil-strict" (audit strict: each statement's event committed to SQLite before
+# the statement is forwarded, with group commit).
 #
-# Every case (mode simple/extended/prepared × 1 and 10 clients) runs against the four
+# Every case (mode simple/extended/prepared × 1 and 10 clients) runs against the five
 # targets back to back, over several rounds, with the targets' order rotated each
 # round. Prints TPS ratios (each Vigil to PgBouncer and to direct), added latency at
 # 1 client and proxy CPU per transaction, and writes the same as JSON. Starts and
 # stops its own Vigils and PgBouncer.
 #
-#   bench/pgbench.sh            # ROUNDS=3 × DURATION=10 s per run (~14 min)
+#   bench/pgbench.sh            # ROUNDS=3 × DURATION=10 s per run (~17 min)
 #   bench/pgbench.sh --quick    # 1 round × 3 s, a smoke test (same as QUICK=1)
 #
 # Environment (defaults in brackets):
 #   ROUNDS [3]  DURATION [10] seconds per run  SCALE [10] pgbench -i scale
 #   PGHOST_DIRECT [127.0.0.1]  PGPORT_DIRECT [5432]  PGSUPERUSER [postgres]
-#   BENCH_DB [vigil_bench]  VIGIL_PORT [6442]  PGBOUNCER_PORT [6443]
-#   VIGIL_POLICY_PORT [6444] (the Vigil with guardrails and rules)
+#   BENCH_DB [vigil_bench]  VIGIL_PORT [6442] (audit off)  PGBOUNCER_PORT [6443]
+#   VIGIL_FAST_PORT [6444]  VIGIL_STRICT_PORT [6445]
 #   OUT [<target dir>/bench/pgbench-<time>.json]  STRICT=1: exit 1 if the target fails
 #   KEEP_WORK=1: keep the temp dir (configs, proxy logs, pgbench output)
 #
-# Target: at 10 clients, each Vigil's TPS ≥ 0.95× PgBouncer's in every mode.
+# Targets at 10 clients, every mode: audit off ≥ 0.90× PgBouncer's TPS (policy on),
+# audit fast ≥ 0.95×, audit strict ≥ 0.85×.
 # Exit status: 0 done (target PASS or FAIL is printed), 1 target FAIL with STRICT=1,
 # 2 setup failed, 3 some pgbench run failed.
 set -euo pipefail
@@ -54,7 +56,8 @@ PGSUPERUSER=${PGSUPERUSER:-postgres}
 BENCH_DB=${BENCH_DB:-vigil_bench}
 VIGIL_PORT=${VIGIL_PORT:-6442}
 PGBOUNCER_PORT=${PGBOUNCER_PORT:-6443}
-VIGIL_POLICY_PORT=${VIGIL_POLICY_PORT:-6444}
+VIGIL_FAST_PORT=${VIGIL_FAST_PORT:-6444}
+VIGIL_STRICT_PORT=${VIGIL_STRICT_PORT:-6445}
 STRICT=${STRICT:-0}
 KEEP_WORK=${KEEP_WORK:-0}
 READY_DEADLINE_S=30   # how long a proxy may take to open its port
@@ -104,7 +107,8 @@ command -v cargo >/dev/null || die "cargo not found"
 WORK=$(mktemp -d -t vigil-pgbench.XXXXXX)
 chmod 755 "$WORK"   # PgBouncer drops root and must still read its config
 VIGIL_PID=
-VIGIL_POLICY_PID=
+VIGIL_FAST_PID=
+VIGIL_STRICT_PID=
 PGBOUNCER_PID=
 
 # Stops one process we started: SIGTERM, then SIGKILL past the deadline.
@@ -126,8 +130,9 @@ stop_process() {
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    stop_process vigil "$VIGIL_PID"
-    stop_process vigil-policy "$VIGIL_POLICY_PID"
+    stop_process vigil-policy "$VIGIL_PID"
+    stop_process vigil-fast "$VIGIL_FAST_PID"
+    stop_process vigil-strict "$VIGIL_STRICT_PID"
     stop_process pgbouncer "$PGBOUNCER_PID"
     if [[ "$KEEP_WORK" == 1 || $status -eq 2 || $status -eq 3 ]]; then   # setup or run failed
         echo "pgbench.sh: work dir kept: $WORK" >&2
@@ -191,8 +196,8 @@ VIGIL_BIN="$TARGET_DIR/release/vigil"
 [[ -x "$VIGIL_BIN" ]] || die "no binary at $VIGIL_BIN"
 OUT=${OUT:-"$TARGET_DIR/bench/pgbench-$(date -u +%Y%m%dT%H%M%SZ).json"}
 
-for port in "$VIGIL_PORT" "$VIGIL_POLICY_PORT" "$PGBOUNCER_PORT"; do
-    ! port_open "$port" || die "port $port is already in use; set VIGIL_PORT / VIGIL_POLICY_PORT / PGBOUNCER_PORT"
+for port in "$VIGIL_PORT" "$VIGIL_FAST_PORT" "$VIGIL_STRICT_PORT" "$PGBOUNCER_PORT"; do
+    ! port_open "$port" || die "port $port is already in use; set VIGIL_PORT / VIGIL_FAST_PORT / VIGIL_STRICT_PORT / PGBOUNCER_PORT"
 done
 
 verifier=$(echo bench-pass | "$VIGIL_BIN" passwd) || die "vigil passwd failed"
@@ -223,18 +228,17 @@ $rules
 EOF
 }
 
-# "vigil": no rules, no guardrails. Every statement is still analyzed and decided
-# (the database default, allow, decides); Vigil has no switch to skip that.
-vigil_config "$VIGIL_PORT" "" "" "" >"$WORK/vigil.toml"
-
-# "vigil-policy": the guardrail pack on a production-labelled database, the bench
-# identity in no exempt group, and ordinary rules of the kinds users write.
-vigil_config "$VIGIL_POLICY_PORT" '
+# One policy for all three Vigils: the guardrail pack on a production-labelled
+# database, the bench identity in no exempt group, and ordinary rules of the kinds
+# users write. Only the [audit] section differs.
+POLICY='
 [policy]
 guardrails = true
 guardrails_exempt = { groups = ["dba"] }
-' 'labels = { environment = "production", team = "payments" }
-' '
+'
+DATABASE_KEYS='labels = { environment = "production", team = "payments" }
+'
+RULES='
 [[rules]]
 id = "no-secrets"
 when = { relations = ["secret.*", "*.credentials"] }
@@ -251,16 +255,22 @@ action = "review"
 id = "reads"
 when = { classes = ["read"] }
 action = "allow"
-' >"$WORK/vigil-policy.toml"
+'
+audit_section() { printf '\n[audit]\nmode = "%s"\nstore = "sqlite://%s"\n' "$1" "$WORK/audit-$1.db"; }
+vigil_config "$VIGIL_PORT" "$POLICY" "$DATABASE_KEYS" "$RULES$(audit_section off)" >"$WORK/vigil-policy.toml"
+vigil_config "$VIGIL_FAST_PORT" "$POLICY" "$DATABASE_KEYS" "$RULES$(audit_section fast)" >"$WORK/vigil-fast.toml"
+vigil_config "$VIGIL_STRICT_PORT" "$POLICY" "$DATABASE_KEYS" "$RULES$(audit_section strict)" >"$WORK/vigil-strict.toml"
 
-for config in vigil vigil-policy; do
+for config in vigil-policy vigil-fast vigil-strict; do
     "$VIGIL_BIN" check --config "$WORK/$config.toml" >"$WORK/$config-check.log" 2>&1 ||
         { cat "$WORK/$config-check.log" >&2; die "vigil check rejects $config.toml"; }
 done
-VIGIL_LOG=warn "$VIGIL_BIN" serve --config "$WORK/vigil.toml" </dev/null 2>"$WORK/vigil.log" &
-VIGIL_PID=$!
 VIGIL_LOG=warn "$VIGIL_BIN" serve --config "$WORK/vigil-policy.toml" </dev/null 2>"$WORK/vigil-policy.log" &
-VIGIL_POLICY_PID=$!
+VIGIL_PID=$!
+VIGIL_LOG=warn "$VIGIL_BIN" serve --config "$WORK/vigil-fast.toml" </dev/null 2>"$WORK/vigil-fast.log" &
+VIGIL_FAST_PID=$!
+VIGIL_LOG=warn "$VIGIL_BIN" serve --config "$WORK/vigil-strict.toml" </dev/null 2>"$WORK/vigil-strict.log" &
+VIGIL_STRICT_PID=$!
 
 # --- PgBouncer -----------------------------------------------------------------------
 
@@ -297,11 +307,12 @@ fi
 "$PGBOUNCER_BIN" "${pgbouncer_args[@]}" "$WORK/pgbouncer.ini" </dev/null 2>"$WORK/pgbouncer.log" &
 PGBOUNCER_PID=$!
 
-wait_for_port vigil "$VIGIL_PORT" "$VIGIL_PID" "$WORK/vigil.log"
-wait_for_port vigil-policy "$VIGIL_POLICY_PORT" "$VIGIL_POLICY_PID" "$WORK/vigil-policy.log"
+wait_for_port vigil-policy "$VIGIL_PORT" "$VIGIL_PID" "$WORK/vigil-policy.log"
+wait_for_port vigil-fast "$VIGIL_FAST_PORT" "$VIGIL_FAST_PID" "$WORK/vigil-fast.log"
+wait_for_port vigil-strict "$VIGIL_STRICT_PORT" "$VIGIL_STRICT_PID" "$WORK/vigil-strict.log"
 wait_for_port pgbouncer "$PGBOUNCER_PORT" "$PGBOUNCER_PID" "$WORK/pgbouncer.log"
-say "vigil pid $VIGIL_PID on :$VIGIL_PORT, vigil-policy pid $VIGIL_POLICY_PID on :$VIGIL_POLICY_PORT," \
-    "pgbouncer pid $PGBOUNCER_PID on :$PGBOUNCER_PORT"
+say "vigil-policy pid $VIGIL_PID on :$VIGIL_PORT, vigil-fast pid $VIGIL_FAST_PID on :$VIGIL_FAST_PORT," \
+    "vigil-strict pid $VIGIL_STRICT_PID on :$VIGIL_STRICT_PORT, pgbouncer pid $PGBOUNCER_PID on :$PGBOUNCER_PORT"
 
 # --- targets ---------------------------------------------------------------------------
 
@@ -310,22 +321,24 @@ target_conn() {
     case "$1" in
         direct) echo "-h $PGHOST_DIRECT -p $PGPORT_DIRECT -U $PGSUPERUSER" ;;
         pgbouncer) echo "-h 127.0.0.1 -p $PGBOUNCER_PORT -U $PGSUPERUSER" ;;
-        vigil) echo "-h 127.0.0.1 -p $VIGIL_PORT -U bench" ;;
-        vigil-policy) echo "-h 127.0.0.1 -p $VIGIL_POLICY_PORT -U bench" ;;
+        vigil-policy) echo "-h 127.0.0.1 -p $VIGIL_PORT -U bench" ;;
+        vigil-fast) echo "-h 127.0.0.1 -p $VIGIL_FAST_PORT -U bench" ;;
+        vigil-strict) echo "-h 127.0.0.1 -p $VIGIL_STRICT_PORT -U bench" ;;
     esac
 }
 target_pid() {
     case "$1" in
         direct) echo "" ;;
         pgbouncer) echo "$PGBOUNCER_PID" ;;
-        vigil) echo "$VIGIL_PID" ;;
-        vigil-policy) echo "$VIGIL_POLICY_PID" ;;
+        vigil-policy) echo "$VIGIL_PID" ;;
+        vigil-fast) echo "$VIGIL_FAST_PID" ;;
+        vigil-strict) echo "$VIGIL_STRICT_PID" ;;
     esac
 }
 export PGPASSWORD=bench-pass   # only Vigil asks; trust elsewhere
 export PGCONNECT_TIMEOUT=10
 
-TARGETS=(direct pgbouncer vigil vigil-policy)
+TARGETS=(direct pgbouncer vigil-policy vigil-fast vigil-strict)
 NTARGETS=${#TARGETS[@]}
 for target in "${TARGETS[@]}"; do
     # shellcheck disable=SC2046  # word splitting of the connection arguments is wanted
@@ -334,18 +347,20 @@ for target in "${TARGETS[@]}"; do
     [[ "$got" == "$SCALE" ]] || die "unexpected answer through $target: $got"
 done
 
-# The policy must really be in force on vigil-policy: a guardrail and a user rule
+# The policy must really be in force on every Vigil: a guardrail and a user rule
 # each refuse a statement (both harmless, should they run after all).
 expect_refusal() {
-    local rule=$1 sql=$2 got
+    local target=$1 rule=$2 sql=$3 got
     # shellcheck disable=SC2046
-    if got=$(psql -X -tAc "$sql" $(target_conn vigil-policy) "$BENCH_DB" 2>&1); then
-        die "vigil-policy ran '$sql': the policy is not in force"
+    if got=$(psql -X -tAc "$sql" $(target_conn "$target") "$BENCH_DB" 2>&1); then
+        die "$target ran '$sql': the policy is not in force"
     fi
-    [[ "$got" == *"(rule $rule)"* ]] || die "vigil-policy did not refuse '$sql' by rule $rule: $got"
+    [[ "$got" == *"(rule $rule)"* ]] || die "$target did not refuse '$sql' by rule $rule: $got"
 }
-expect_refusal guardrail.drop 'DROP TABLE IF EXISTS vigil_bench_guardrail_probe'
-expect_refusal no-secrets 'SELECT 1 FROM secret.probe'
+for target in vigil-policy vigil-fast vigil-strict; do
+    expect_refusal "$target" guardrail.drop 'DROP TABLE IF EXISTS vigil_bench_guardrail_probe'
+    expect_refusal "$target" no-secrets 'SELECT 1 FROM secret.probe'
+done
 
 say "warm-up: 2 s per target"
 for target in "${TARGETS[@]}"; do

@@ -39,7 +39,11 @@ pub struct AuditConfig {
     pub queue_capacity: usize,
     pub max_batch: usize,
     pub commit_delay_us: u64,
+    /// How long events nothing waits for may wait to share a commit.
+    pub background_commit_ms: u64,
     pub busy_timeout_ms: u64,
+    /// Each commit waits for the disk (see `SqliteOptions::fsync`).
+    pub fsync: bool,
     pub retry_interval_ms: u64,
 }
 
@@ -56,7 +60,9 @@ impl Default for AuditConfig {
             queue_capacity: o.queue_capacity,
             max_batch: o.max_batch,
             commit_delay_us: 0,
+            background_commit_ms: millis(o.background_commit),
             busy_timeout_ms: millis(o.sqlite.busy_timeout),
+            fsync: o.sqlite.fsync,
             retry_interval_ms: millis(o.retry_interval),
         }
     }
@@ -105,9 +111,11 @@ impl AuditConfig {
             queue_capacity: self.queue_capacity.max(1),
             max_batch: self.max_batch.max(1),
             commit_delay: Duration::from_micros(self.commit_delay_us),
+            background_commit: Duration::from_millis(self.background_commit_ms),
             retry_interval: Duration::from_millis(self.retry_interval_ms),
             sqlite: SqliteOptions {
                 busy_timeout: Duration::from_millis(self.busy_timeout_ms),
+                fsync: self.fsync,
             },
         }
     }

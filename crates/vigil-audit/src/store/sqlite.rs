@@ -68,12 +68,18 @@ pub struct SqliteOptions {
     /// How long a write waits for another connection's lock before failing. In strict
     /// mode sessions wait this long at most before their statement is refused.
     pub busy_timeout: Duration,
+    /// Whether each commit waits for the disk (`synchronous=FULL`). Without it
+    /// (`NORMAL`) a commit is in the operating system's cache when it returns:
+    /// it survives the Vigil process dying (`kill -9`, a crash) but not the
+    /// machine losing power or the kernel crashing.
+    pub fsync: bool,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             busy_timeout: Duration::from_secs(2),
+            fsync: true,
         }
     }
 }
@@ -165,7 +171,8 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(self.incompatible(format!("cannot switch to WAL (journal_mode={mode})")));
         }
-        conn.pragma_update(None, "synchronous", "FULL")
+        let synchronous = if self.options.fsync { "FULL" } else { "NORMAL" };
+        conn.pragma_update(None, "synchronous", synchronous)
             .map_err(self.err())?;
         let foreign: i64 = conn
             .query_row(

@@ -8,11 +8,12 @@
 //! nothing of that batch is written and the chain does not advance. The writer reopens the
 //! store and re-reads its tail before the next attempt, so it recovers by itself.
 
+mod queue;
 mod thread;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -58,6 +59,12 @@ pub struct AuditOptions {
     /// (like PostgreSQL's `commit_delay`). Zero: the batch is whatever queued while the
     /// previous commit was running.
     pub commit_delay: Duration,
+    /// How long events nothing waits for (those of `fast` mode, and
+    /// [`AuditLog::record`]'s) may sit in the writer before it commits them
+    /// on their own. Until then they join the next commit someone waits for,
+    /// or a batch that reached `max_batch`: many events share one
+    /// transaction instead of each paying for one.
+    pub background_commit: Duration,
     /// After a failure, the writer touches the store again at most this often.
     pub retry_interval: Duration,
     pub sqlite: SqliteOptions,
@@ -72,6 +79,7 @@ impl Default for AuditOptions {
             queue_capacity: 4096,
             max_batch: 512,
             commit_delay: Duration::ZERO,
+            background_commit: Duration::from_millis(20),
             retry_interval: Duration::from_secs(1),
             sqlite: SqliteOptions::default(),
         }
@@ -165,7 +173,7 @@ impl Health {
 
 struct Shared {
     durability: Durability,
-    tx: mpsc::Sender<Command>,
+    queue: Arc<queue::Queue>,
     permits: Arc<Semaphore>,
     health: Arc<Health>,
 }
@@ -175,6 +183,12 @@ struct Shared {
 enum Queued {
     Done(Receipt),
     Waiting(oneshot::Receiver<Result<Receipt>>),
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 /// A handle to the audit log; cheap to clone, shared by every session.
@@ -225,14 +239,14 @@ impl AuditLog {
             last_error: Mutex::new(String::new()),
             counters: Counters::default(),
         });
-        let (tx, rx) = mpsc::channel();
+        let queue = Arc::new(queue::Queue::default());
         let permits = Arc::new(Semaphore::new(options.queue_capacity.max(1)));
         let durability = options.durability;
-        thread::spawn(store, signer, options, rx, health.clone())?;
+        thread::spawn(store, signer, options, Arc::clone(&queue), health.clone())?;
         Ok(AuditLog {
             shared: Some(Arc::new(Shared {
                 durability,
-                tx,
+                queue,
                 permits,
                 health,
             })),
@@ -405,7 +419,13 @@ impl AuditLog {
 
 impl Shared {
     fn send(&self, command: Command) -> Result<()> {
-        self.tx.send(command).map_err(|_| AuditError::WriterStopped)
+        // Events nothing waits for do not wake the writer.
+        let wake = !matches!(command, Command::Append { reply: None, .. });
+        if self.queue.push(command, wake) {
+            Ok(())
+        } else {
+            Err(AuditError::WriterStopped)
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! writer probes the store on the same schedule so `healthy()` recovers without traffic.
 
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -20,17 +20,22 @@ use crate::clock::{self, Micros};
 use crate::error::{AuditError, Result, StoreError};
 use crate::store::Store;
 
+use super::queue::{Queue, Received};
+
 pub(super) fn spawn(
     store: Box<dyn Store>,
     signer: Option<SigningKey>,
     options: AuditOptions,
-    rx: mpsc::Receiver<Command>,
+    queue: Arc<Queue>,
     health: Arc<Health>,
 ) -> Result<()> {
     let writer = Writer::new(store, signer.map(CheckpointSigner::new), options, health)?;
     std::thread::Builder::new()
         .name("vigil-audit-writer".into())
-        .spawn(move || writer.run(rx))
+        .spawn(move || {
+            writer.run(&queue);
+            queue.stop();
+        })
         .map_err(|e| AuditError::StoreUnavailable(format!("cannot start audit writer: {e}")))?;
     Ok(())
 }
@@ -62,6 +67,8 @@ struct Writer {
     pending: Vec<Checkpoint>,
     broken: bool,
     last_attempt: Option<Instant>,
+    /// Events nothing waits for whose commit failed, for the next commit.
+    unsent: Vec<Waiter>,
 }
 
 enum Flow {
@@ -104,6 +111,7 @@ impl Writer {
             pending: Vec::new(),
             broken: false,
             last_attempt: None,
+            unsent: Vec::new(),
         };
         let has_start = checkpoints
             .iter()
@@ -114,21 +122,49 @@ impl Writer {
         Ok(writer)
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Command>) {
+    fn run(mut self, queue: &Queue) {
+        // Appends nothing waits for, held back to share a later commit, and
+        // since when the oldest of them waits.
+        let mut held: Vec<Command> = Vec::new();
+        let mut held_since: Option<Instant> = None;
         loop {
-            let first = match self.next_wakeup() {
-                Some(wait) => rx.recv_timeout(wait),
-                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            let background = held_since.map(|since| {
+                self.options
+                    .background_commit
+                    .saturating_sub(since.elapsed())
+            });
+            let wait = match (self.next_wakeup(), background) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
-            match first {
-                Ok(command) => {
-                    let batch = self.gather(command, &rx);
-                    if let Flow::Stop = self.process(batch) {
+            match queue.recv(wait, held_since.is_some()) {
+                Received::Command(command) => {
+                    let batch = self.gather(command, queue);
+                    let only_background = batch
+                        .iter()
+                        .all(|c| matches!(c, Command::Append { reply: None, .. }));
+                    if only_background && held.len() + batch.len() < self.options.max_batch {
+                        held_since.get_or_insert_with(Instant::now);
+                        held.extend(batch);
+                        continue;
+                    }
+                    held_since = None;
+                    held.extend(batch);
+                    if let Flow::Stop = self.process(std::mem::take(&mut held)) {
                         return;
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => self.tick(),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Received::Timeout => {
+                    if held_since
+                        .is_some_and(|since| since.elapsed() >= self.options.background_commit)
+                    {
+                        held_since = None;
+                        let _ = self.process(std::mem::take(&mut held));
+                    }
+                    self.tick();
+                }
+                Received::Closed => {
+                    let _ = self.process(std::mem::take(&mut held));
                     self.finish();
                     return;
                 }
@@ -138,32 +174,14 @@ impl Writer {
 
     /// Everything already queued behind `first` (and, with `commit_delay`, what arrives
     /// shortly after), up to `max_batch` appends.
-    fn gather(&self, first: Command, rx: &mpsc::Receiver<Command>) -> Vec<Command> {
+    fn gather(&self, first: Command, queue: &Queue) -> Vec<Command> {
         let max = self.options.max_batch.max(1);
-        let is_append = |c: &Command| matches!(c, Command::Append { .. });
-        let mut appends = usize::from(is_append(&first));
+        let mut appends = usize::from(matches!(first, Command::Append { .. }));
         let mut batch = vec![first];
-        while appends < max {
-            match rx.try_recv() {
-                Ok(c) => {
-                    appends += usize::from(is_append(&c));
-                    batch.push(c);
-                }
-                Err(_) => break,
-            }
-        }
+        appends = queue.drain_into(&mut batch, appends, max);
         if appends > 0 && !self.options.commit_delay.is_zero() {
-            let deadline = Instant::now() + self.options.commit_delay;
-            while appends < max {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(c) => {
-                        appends += usize::from(is_append(&c));
-                        batch.push(c);
-                    }
-                    Err(_) => break,
-                }
-            }
+            std::thread::sleep(self.options.commit_delay);
+            queue.drain_into(&mut batch, appends, max);
         }
         batch
     }
@@ -214,7 +232,13 @@ impl Writer {
     }
 
     /// Chains and commits one batch; every waiter learns the outcome.
-    fn commit(&mut self, waiting: Vec<Waiter>) {
+    fn commit(&mut self, mut waiting: Vec<Waiter>) {
+        if !self.unsent.is_empty() {
+            // Events nothing waits for that a failed commit kept: first, in order.
+            let mut all = std::mem::take(&mut self.unsent);
+            all.append(&mut waiting);
+            waiting = all;
+        }
         if waiting.is_empty() {
             return;
         }
@@ -231,12 +255,24 @@ impl Writer {
                 }
             }
             Err(()) => {
-                self.count_failed(waiting.len() as u64);
-                for (_, reply, _) in waiting {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(self.health.unavailable()));
+                // Those who wait hear the store is down and refuse their
+                // statements. Events nothing waits for (completions, fast
+                // mode) are kept for the next commit, up to half the queue,
+                // so appends never stall behind them; beyond that they are
+                // lost and counted.
+                let keep = self.options.queue_capacity / 2;
+                let mut failed = 0;
+                for (event, reply, permit) in waiting {
+                    match reply {
+                        Some(reply) => {
+                            failed += 1;
+                            let _ = reply.send(Err(self.health.unavailable()));
+                        }
+                        None if self.unsent.len() < keep => self.unsent.push((event, None, permit)),
+                        None => failed += 1,
                     }
                 }
+                self.count_failed(failed);
             }
         }
     }
@@ -475,9 +511,12 @@ impl Writer {
             // A probe: an empty write transaction proves the store takes writes again.
             let every = self.options.retry_interval.max(MIN_PROBE_INTERVAL);
             let due = self.last_attempt.is_none_or(|t| t.elapsed() >= every);
-            if due {
-                let _ = self.write_pending();
+            if due && self.write_pending().is_ok() {
+                // Back: what a failed commit kept goes in now.
+                self.commit(Vec::new());
             }
+        } else if !self.unsent.is_empty() {
+            self.commit(Vec::new());
         } else if !self.pending.is_empty() {
             let _ = self.write_pending();
         }
