@@ -160,6 +160,14 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     if let Err(error) = main.block_on(state.audit().shutdown()) {
         tracing::error!(%error, "audit log did not shut down cleanly");
     }
+    let audit = state.audit().stats();
+    tracing::info!(
+        events = audit.events,
+        commits = audit.commits,
+        failed_events = audit.failed_events,
+        checkpoints = audit.checkpoints,
+        "audit log closed"
+    );
     served
 }
 

@@ -127,6 +127,8 @@ pub(crate) struct Relay {
     /// Messages waiting for their audit events; nothing more is read from
     /// the client meanwhile.
     held: Option<Held>,
+    /// An empty vector kept for the next batch of checked messages.
+    spare: Vec<Message>,
     pub(crate) stats: Stats,
 }
 
@@ -168,6 +170,7 @@ impl Relay {
             gate,
             unsafe_setting: None,
             held: None,
+            spare: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -316,7 +319,8 @@ impl Relay {
         if self.held.is_some() || self.terminated {
             return Ok(());
         }
-        let mut messages = Vec::new();
+        // The previous batch's vector, empty: no allocation per batch.
+        let mut messages = std::mem::take(&mut self.spare);
         let mut events = Vec::new();
         let mut offset = 0;
         loop {
@@ -380,11 +384,11 @@ impl Relay {
     /// place in the batch) could not be stored.
     fn release(
         &mut self,
-        messages: Vec<Message>,
+        mut messages: Vec<Message>,
         end: usize,
         results: &[Result<Receipt, AuditError>],
     ) {
-        for message in messages {
+        for message in messages.drain(..) {
             let Some(tag) = message.tag else {
                 self.to_upstream
                     .extend_from_slice(&self.from_client[message.range]);
@@ -425,6 +429,7 @@ impl Relay {
                 self.terminated = true;
             }
         }
+        self.spare = messages;
         self.from_client.advance(end);
         if self.terminated {
             self.from_client.clear();
