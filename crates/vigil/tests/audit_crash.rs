@@ -92,11 +92,12 @@ impl Crash {
                 "database = \"postgres\"",
                 &format!("database = \"{}\"", self.database),
             );
+        // The quickstart's own [audit] section, pointed at the scratch folder.
+        let default_store = "store = \"sqlite://vigil-audit.db\"";
         assert!(served.contains(&self.database), "quickstart changed shape");
-        let config = format!(
-            "{served}\n[audit]\nstore = \"{}\"\nmode = \"strict\"\n",
-            self.store_url()
-        );
+        assert!(served.contains(default_store), "quickstart changed shape");
+        assert!(served.contains("mode = \"strict\""), "quickstart changed shape");
+        let config = served.replace(default_store, &format!("store = \"{}\"", self.store_url()));
         let path = self.dir.join("vigil.toml");
         std::fs::write(&path, config).unwrap();
         path
