@@ -96,7 +96,10 @@ impl Crash {
         let default_store = "store = \"sqlite://vigil-audit.db\"";
         assert!(served.contains(&self.database), "quickstart changed shape");
         assert!(served.contains(default_store), "quickstart changed shape");
-        assert!(served.contains("mode = \"strict\""), "quickstart changed shape");
+        assert!(
+            served.contains("mode = \"strict\""),
+            "quickstart changed shape"
+        );
         let config = served.replace(default_store, &format!("store = \"{}\"", self.store_url()));
         let path = self.dir.join("vigil.toml");
         std::fs::write(&path, config).unwrap();
