@@ -533,4 +533,111 @@ mod tests {
         let owed = run(&[('c', b'Q'), ('s', b'G')]);
         assert!(!owed.answer_coming(), "COPY IN waits for the client");
     }
+
+    /// Drives `owed` through a dialogue, with audit tickets: a client step
+    /// `('c', tag, seqs)` forwards a message (a ticket when `seqs` is not
+    /// empty), a server step `('s', tag, body)` answers. Returns the
+    /// completions, as (seq, rows, sqlstate).
+    fn audited(steps: &[(char, u8, &[u8], &[u64])]) -> Vec<(u64, Option<u64>, Option<String>)> {
+        let mut owed = Owed::default();
+        let mut done = Vec::new();
+        for &(side, tag, body, seqs) in steps {
+            if side == 'c' {
+                owed.client_sent(tag);
+                if !seqs.is_empty() {
+                    owed.expect(Ticket::new(tag, seqs.iter().copied()));
+                }
+            } else {
+                if let Some(c) = owed.completion(tag, body, body.len() + 5) {
+                    done.push((c.seq, c.rows, c.sqlstate));
+                }
+                owed.server_sent(tag);
+            }
+        }
+        done
+    }
+
+    /// An ErrorResponse body with this SQLSTATE.
+    fn error(code: &str) -> Vec<u8> {
+        format!("SERROR\0C{code}\0Mboom\0\0").into_bytes()
+    }
+
+    #[test]
+    fn each_statement_of_a_query_completes_and_those_after_an_error_never_do() {
+        let e = error("22012");
+        let done = audited(&[
+            ('c', b'Q', b"", &[1, 2, 3]),
+            ('s', b'D', b"row", &[]),
+            ('s', b'C', b"SELECT 1\0", &[]),
+            ('s', b'E', &e, &[]),
+            ('s', b'Z', b"I", &[]),
+            // The next Query's ticket is its own.
+            ('c', b'Q', b"", &[4]),
+            ('s', b'C', b"INSERT 0 5\0", &[]),
+            ('s', b'Z', b"I", &[]),
+        ]);
+        assert_eq!(
+            done,
+            [
+                (1, Some(1), None),
+                (2, None, Some("22012".into())),
+                (4, Some(5), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_error_before_execute_skips_its_execution_to_sync() {
+        let e = error("42P01");
+        let done = audited(&[
+            // Batch 1: Parse fails; its Execute never runs.
+            ('c', b'P', b"", &[]),
+            ('c', b'B', b"", &[]),
+            ('c', b'E', b"", &[1]),
+            ('c', b'S', b"", &[]),
+            // Batch 2, pipelined: runs.
+            ('c', b'B', b"", &[]),
+            ('c', b'E', b"", &[2]),
+            ('c', b'S', b"", &[]),
+            // A simple Query after them.
+            ('c', b'Q', b"", &[3]),
+            ('s', b'E', &e, &[]),
+            ('s', b'Z', b"I", &[]),
+            ('s', b'2', b"", &[]),
+            ('s', b'D', b"r", &[]),
+            ('s', b'D', b"r", &[]),
+            ('s', b'C', b"SELECT 2\0", &[]),
+            ('s', b'Z', b"I", &[]),
+            ('s', b'C', b"UPDATE 0\0", &[]),
+            ('s', b'Z', b"I", &[]),
+        ]);
+        assert_eq!(done, [(2, Some(2), None), (3, Some(0), None)]);
+    }
+
+    #[test]
+    fn a_failed_execute_and_a_suspended_portal_complete_their_own_statements() {
+        let e = error("23505");
+        let done = audited(&[
+            ('c', b'B', b"", &[]),
+            ('c', b'E', b"", &[1]),
+            ('c', b'E', b"", &[2]),
+            ('c', b'S', b"", &[]),
+            ('s', b'2', b"", &[]),
+            ('s', b'D', b"r", &[]),
+            ('s', b's', b"", &[]),
+            ('s', b'E', &e, &[]),
+            ('s', b'Z', b"E", &[]),
+            ('c', b'Q', b"", &[3]),
+            ('s', b'C', b"ROLLBACK\0", &[]),
+            ('s', b'Z', b"I", &[]),
+        ]);
+        assert_eq!(
+            done,
+            [
+                (1, Some(1), None),
+                (2, None, Some("23505".into())),
+                (3, None, None)
+            ]
+        );
+    }
 }
