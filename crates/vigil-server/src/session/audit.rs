@@ -112,33 +112,6 @@ impl SessionAudit {
             .collect()
     }
 
-    /// The event of a text that could not be analyzed, refused as
-    /// `rule` (`vigil.unreadable`).
-    pub(crate) fn unreadable(&mut self, text: &[u8], rule: &str, events: &mut Vec<AuditEvent>) {
-        let seq = self.next_seq();
-        let text = match self.redaction {
-            Redaction::Keep => String::from_utf8_lossy(text).into_owned(),
-            Redaction::Normalize => "<not analyzable>".to_owned(),
-        };
-        events.push(AuditEvent::Statement(StatementEvent {
-            session_id: self.info.session_id,
-            statement_seq: seq,
-            identity: self.info.identity.clone(),
-            database: self.info.database.clone(),
-            text,
-            redaction: self.redaction,
-            fingerprint: String::new(),
-            kinds: Vec::new(),
-            class: "unknown".to_owned(),
-            relations: Vec::new(),
-            decision: AuditDecision::Deny,
-            rule_ids: vec![rule.to_owned()],
-            masked_columns: Vec::new(),
-            approval_id: None,
-            intent: self.startup_intent.clone(),
-        }));
-    }
-
     pub(crate) fn completed(&self, done: Completion) {
         self.record(AuditEvent::StatementCompleted(StatementCompleted {
             session_id: self.info.session_id,

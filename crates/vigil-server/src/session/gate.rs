@@ -199,7 +199,15 @@ impl Gate {
     ) -> Result<Arc<Analysis>, Checked> {
         let mut refused = |gate: &mut Gate, error: Bytes| {
             if gate.audit.enabled() {
-                gate.audit.unreadable(sql, "vigil.unreadable", events);
+                // Recorded as what Vigil knows of it: the bytes, read
+                // leniently, kept out of the record when literals are.
+                let mut analysis = opaque(String::from_utf8_lossy(sql).into_owned());
+                analysis.statements[0].normalized = "<not analyzable>".into();
+                let decided = Decided {
+                    action: Action::Deny,
+                    rule: Some("vigil.unreadable"),
+                };
+                gate.audit.statements(&analysis, &decided, events);
             }
             Err(Checked::refuse(error))
         };
@@ -308,10 +316,12 @@ impl Gate {
     }
 }
 
-/// One statement of unknown class that Vigil cannot see into.
+/// One statement of unknown class that Vigil cannot see into; `text` is
+/// Vigil's own description of it, so it is its normalized form too.
 fn opaque(text: String) -> Analysis {
     Analysis {
         statements: vec![Statement {
+            normalized: text.clone(),
             text,
             kind: Kind::Other,
             class: Class::Unknown,
@@ -320,7 +330,6 @@ fn opaque(text: String) -> Analysis {
             columns: Vec::new(),
             functions: Vec::new(),
             properties: Properties::default(),
-            normalized: String::new(),
             fingerprint: String::new(),
         }],
         tags: Default::default(),

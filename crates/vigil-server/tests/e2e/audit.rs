@@ -79,6 +79,8 @@ fn statements_their_outcomes_sessions_and_failed_logins_are_recorded() {
             "SELECT 1/0",
             "-c",
             "SELECT 1; SELECT 2",
+            "-c",
+            "SELEC 1",
         ],
     );
     assert!(stderr(&out).contains("guardrail.drop"), "{}", stderr(&out));
@@ -144,6 +146,15 @@ fn statements_their_outcomes_sessions_and_failed_logins_are_recorded() {
         completion(&records, failed).expect("failure recorded")["body"]["sqlstate"],
         "22012"
     );
+    // A text Vigil cannot parse is refused and recorded as such.
+    let unreadable = statement(&records, "SELEC 1");
+    assert_eq!(unreadable["body"]["decision"], "deny");
+    assert_eq!(
+        unreadable["body"]["rule_ids"],
+        serde_json::json!(["vigil.unreadable"])
+    );
+    assert_eq!(unreadable["body"]["class"], "unknown");
+    assert!(completion(&records, unreadable).is_none());
     // Each statement of a multi-statement Query has its own events.
     for text in ["SELECT 1", "SELECT 2"] {
         let s = statement(&records, text);
@@ -178,7 +189,7 @@ fn statements_their_outcomes_sessions_and_failed_logins_are_recorded() {
     let ends = of_kind(&records, "session.end");
     assert!(
         ends.iter()
-            .any(|e| e["body"]["identity"] == "agent" && e["body"]["statements"] == 6),
+            .any(|e| e["body"]["identity"] == "agent" && e["body"]["statements"] == 7),
         "{ends:?}"
     );
     verify_ok(&path);
