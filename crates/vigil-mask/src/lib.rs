@@ -20,6 +20,7 @@ pub mod scrub;
 pub mod strategy;
 pub mod value;
 
+pub use copy::{CopyFormat, CopyPlan};
 pub use detect::{DetectorKind, DetectorPattern, DetectorSpec, Detectors, Span};
 pub use error::MaskError;
 pub use row::{ColumnMask, ColumnPlan, RowPlan};

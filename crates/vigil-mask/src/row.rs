@@ -84,12 +84,12 @@ impl Masker {
             .mask_spans(value, &self.spans, &self.key, out);
     }
 
-    /// Masks a non-NULL value under `plan`, forcing text format when
-    /// `force_text` (COPY text/csv), appending the result to `out`.
+    /// Masks a non-NULL value under `plan`, appending the result to `out`.
+    /// `binary` overrides the column's format (COPY decides it per stream).
     pub(crate) fn mask(
         &mut self,
         plan: &ColumnPlan,
-        force_text: bool,
+        binary: Option<bool>,
         value: &[u8],
         out: &mut BytesMut,
     ) -> Outcome {
@@ -100,7 +100,7 @@ impl Masker {
                     mask.strategy,
                     &self.key,
                     mask.type_oid,
-                    mask.binary && !force_text,
+                    binary.unwrap_or(mask.binary),
                     value,
                     out,
                 ) {
@@ -295,7 +295,7 @@ impl RowPlan {
                     self.masker.write_scanned(value, out);
                     Outcome::Value
                 }
-                _ => self.masker.mask(plan, false, value, out),
+                _ => self.masker.mask(plan, None, value, out),
             };
             patch_value_length(out, length_out, &outcome);
             copied = at;
