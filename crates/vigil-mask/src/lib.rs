@@ -24,6 +24,7 @@ pub use copy::{CopyFormat, CopyPlan};
 pub use detect::{DetectorKind, DetectorPattern, DetectorSpec, Detectors, Span};
 pub use error::MaskError;
 pub use row::{ColumnMask, ColumnPlan, RowPlan};
+pub use scrub::{scrub_report, MaskedColumn};
 
 pub use strategy::{MaskKey, Strategy};
 pub use value::{mask_value, Masked};

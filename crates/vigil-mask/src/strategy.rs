@@ -72,21 +72,23 @@ impl MaskKey {
         mac.finalize().into_bytes().into()
     }
 
-    /// A keystream for `value` under a domain label: HMAC in counter mode,
-    /// seeded by HMAC(label ‖ value) so equal inputs get equal streams.
+    /// A keystream for `value` under a domain label: seed = HMAC(label ‖
+    /// value), then HMAC(seed ‖ counter) blocks, so equal inputs get equal
+    /// streams.
     pub(crate) fn keystream(&self, label: &[u8], value: &[u8]) -> Keystream<'_> {
+        // The seed is itself pseudo-random: it serves as the first block.
         let seed = self.mac(&[label, value]);
         Keystream {
             key: self,
             seed,
-            block: [0; 32],
-            used: 32,
+            block: seed,
+            used: 0,
             counter: 0,
         }
     }
 }
 
-/// Bytes of HMAC(key, seed ‖ counter) for counter = 0, 1, ….
+/// The seed, then the bytes of HMAC(key, seed ‖ counter) for counter = 0, 1, ….
 pub(crate) struct Keystream<'k> {
     key: &'k MaskKey,
     seed: [u8; 32],
