@@ -457,3 +457,223 @@ fn network(strategy: Strategy, type_oid: u32, binary: bool, out: &mut BytesMut) 
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> MaskKey {
+        MaskKey::new(&[4; 32]).unwrap()
+    }
+
+    fn masked(strategy: Strategy, type_oid: u32, binary: bool, input: &[u8]) -> Option<Vec<u8>> {
+        let mut out = BytesMut::from(&b"prefix"[..]);
+        match mask_value(strategy, &key(), type_oid, binary, input, &mut out) {
+            Masked::Value => Some(out[6..].to_vec()),
+            Masked::Null => {
+                assert_eq!(&out[..], b"prefix", "NULL appends nothing");
+                None
+            }
+        }
+    }
+
+    fn text(strategy: Strategy, type_oid: u32, input: &str) -> Option<String> {
+        masked(strategy, type_oid, false, input.as_bytes()).map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn null_strategy_is_always_null() {
+        for t in [oid::TEXT, oid::INT4, oid::UUID, oid::JSONB, 12345] {
+            assert_eq!(masked(Strategy::Null, t, false, b"1"), None);
+        }
+    }
+
+    #[test]
+    fn integers_in_text() {
+        assert_eq!(
+            text(Strategy::Redact, oid::INT4, "123456").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            text(Strategy::EmailDomain, oid::INT8, "7").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            text(Strategy::KeepLast(2), oid::INT4, "-123456").as_deref(),
+            Some("-56")
+        );
+        assert_eq!(
+            text(Strategy::KeepLast(2), oid::INT4, "100").as_deref(),
+            Some("0")
+        );
+        let hashed: i64 = text(Strategy::Hash, oid::INT2, "31000")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0..=i64::from(i16::MAX)).contains(&hashed));
+        assert_eq!(
+            text(Strategy::Hash, oid::INT2, "31000"),
+            text(Strategy::Hash, oid::INT2, "31000")
+        );
+        let preserved = text(Strategy::Preserve, oid::INT8, "-9876543210").unwrap();
+        assert!(
+            preserved.starts_with('-') && preserved.len() == 11,
+            "{preserved}"
+        );
+        assert_eq!(text(Strategy::Redact, oid::INT4, "not a number"), None);
+    }
+
+    #[test]
+    fn integers_in_binary() {
+        assert_eq!(
+            masked(Strategy::Redact, oid::INT2, true, &7i16.to_be_bytes()),
+            Some(vec![0, 0])
+        );
+        let kept = masked(
+            Strategy::KeepLast(3),
+            oid::INT4,
+            true,
+            &(-123456i32).to_be_bytes(),
+        )
+        .unwrap();
+        assert_eq!(i32::from_be_bytes(kept.try_into().unwrap()), -456);
+        let hashed = masked(Strategy::Hash, oid::INT8, true, &5i64.to_be_bytes()).unwrap();
+        assert!(i64::from_be_bytes(hashed.try_into().unwrap()) >= 0);
+        // Preserving the digits of i16::MAX-sized values can overflow: NULL or in range.
+        for v in [32767i16, -32768, 29999, 5] {
+            if let Some(p) = masked(Strategy::Preserve, oid::INT2, true, &v.to_be_bytes()) {
+                assert_eq!(p.len(), 2);
+                let p = i16::from_be_bytes(p.try_into().unwrap());
+                assert_eq!(p < 0, v < 0);
+                assert_eq!(
+                    p.unsigned_abs().to_string().len(),
+                    v.unsigned_abs().to_string().len()
+                );
+            }
+        }
+        assert_eq!(masked(Strategy::Redact, oid::INT4, true, &[0, 1]), None);
+    }
+
+    #[test]
+    fn numeric_float_bool() {
+        assert_eq!(
+            text(Strategy::Redact, oid::NUMERIC, "1234.56").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            text(Strategy::KeepLast(3), oid::NUMERIC, "-1234.56").as_deref(),
+            Some("-4.56")
+        );
+        let p = text(Strategy::Preserve, oid::NUMERIC, "1234.56").unwrap();
+        assert!(
+            p.len() == 7 && &p[4..5] == "." && !p.starts_with('0'),
+            "{p}"
+        );
+        assert_eq!(masked(Strategy::Redact, oid::NUMERIC, true, &[0; 8]), None);
+        assert_eq!(
+            text(Strategy::Redact, oid::FLOAT8, "1.5").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            masked(Strategy::Redact, oid::FLOAT4, true, &[1; 4]),
+            Some(vec![0; 4])
+        );
+        assert_eq!(text(Strategy::Hash, oid::FLOAT8, "1.5"), None);
+        assert_eq!(text(Strategy::Redact, oid::BOOL, "t"), None);
+    }
+
+    #[test]
+    fn uuids() {
+        let id = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+        assert_eq!(
+            text(Strategy::Redact, oid::UUID, id).as_deref(),
+            Some("00000000-0000-0000-0000-000000000000")
+        );
+        let hashed = text(Strategy::Hash, oid::UUID, id).unwrap();
+        assert_eq!(hashed.len(), 36);
+        assert_eq!(&hashed[14..15], "8");
+        assert_eq!(
+            text(Strategy::KeepLast(4), oid::UUID, id).as_deref(),
+            Some("00000000-0000-0000-0000-000000000a11")
+        );
+        assert_eq!(
+            masked(Strategy::Hash, oid::UUID, true, &[1; 16]).map(|v| v.len()),
+            Some(16)
+        );
+        assert_eq!(text(Strategy::Redact, oid::UUID, "nope"), None);
+    }
+
+    #[test]
+    fn json_and_jsonb() {
+        assert_eq!(
+            text(Strategy::Redact, oid::JSON, r#"{"a":1}"#).as_deref(),
+            Some(r#""****""#)
+        );
+        assert_eq!(
+            text(Strategy::KeepLast(3), oid::JSONB, r#"{"a":"\n"}"#).as_deref(),
+            Some(r#""*******n\"}""#)
+        );
+        let binary = masked(Strategy::Hash, oid::JSONB, true, b"\x01{}").unwrap();
+        assert_eq!(binary[0], 1);
+        assert_eq!(binary.len(), 1 + 34);
+        assert_eq!(masked(Strategy::Redact, oid::JSONB, true, b"\x02{}"), None);
+    }
+
+    #[test]
+    fn bytea() {
+        assert_eq!(
+            text(Strategy::Redact, oid::BYTEA, "\\xdeadbeef").as_deref(),
+            Some("\\x")
+        );
+        assert_eq!(
+            text(Strategy::KeepLast(1), oid::BYTEA, "\\xdeadbeef").as_deref(),
+            Some("\\x000000ef")
+        );
+        assert_eq!(
+            text(Strategy::Hash, oid::BYTEA, "\\xdeadbeef").map(|h| h.len()),
+            Some(34)
+        );
+        assert_eq!(
+            masked(Strategy::Hash, oid::BYTEA, true, b"raw").map(|h| h.len()),
+            Some(16)
+        );
+        assert_eq!(
+            masked(Strategy::Redact, oid::BYTEA, true, b"raw"),
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn dates_networks_and_the_rest() {
+        assert_eq!(
+            text(Strategy::Redact, oid::DATE, "2024-03-05").as_deref(),
+            Some("2000-01-01")
+        );
+        assert_eq!(
+            text(Strategy::Redact, oid::TIMESTAMPTZ, "2024-03-05 12:00:00+01").as_deref(),
+            Some("2000-01-01 00:00:00+00")
+        );
+        assert_eq!(
+            masked(Strategy::Redact, oid::TIMESTAMP, true, &[9; 8]),
+            Some(vec![0; 8])
+        );
+        assert_eq!(
+            masked(Strategy::Redact, oid::DATE, true, &[9; 4]),
+            Some(vec![0; 4])
+        );
+        assert_eq!(text(Strategy::Hash, oid::DATE, "2024-03-05"), None);
+        assert_eq!(
+            text(Strategy::Redact, oid::INET, "10.1.2.3").as_deref(),
+            Some("0.0.0.0")
+        );
+        assert_eq!(
+            text(Strategy::Redact, oid::CIDR, "10.0.0.0/8").as_deref(),
+            Some("0.0.0.0/0")
+        );
+        assert_eq!(text(Strategy::Redact, 1007 /* int4[] */, "{1,2}"), None);
+        assert_eq!(
+            text(Strategy::Redact, oid::VARCHAR, "abc").as_deref(),
+            Some("****")
+        );
+    }
+}
