@@ -11,6 +11,31 @@
 //! - [`row`]: the DataRow rewriter, the hot path.
 //! - [`copy`]: the `COPY … TO STDOUT` rewriter (text, csv, binary).
 //! - [`scrub`]: scrubbing values echoed in ErrorResponse/NoticeResponse.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bytes::BytesMut;
+//! use vigil_mask::value::oid;
+//! use vigil_mask::{ColumnMask, ColumnPlan, Detectors, MaskKey, RowPlan, Strategy};
+//!
+//! let key = Arc::new(MaskKey::new(&[7; 32]).unwrap());
+//! let detectors = Arc::new(Detectors::all_builtin(Strategy::Redact));
+//! // Built once per RowDescription: column 1 keeps its last 4 characters.
+//! let mut plan = RowPlan::new(
+//!     vec![
+//!         ColumnPlan::Clear,
+//!         ColumnPlan::Mask(ColumnMask { strategy: Strategy::KeepLast(4), type_oid: oid::TEXT, binary: false }),
+//!     ],
+//!     key,
+//!     detectors,
+//! );
+//! // DataRow: 'D', length, 2 values ("7", "123-45-6789").
+//! let row = b"D\0\0\0\x1a\0\x02\0\0\0\x017\0\0\0\x0b123-45-6789";
+//! let mut out = BytesMut::new();
+//! assert_eq!(plan.rewrite(row, &mut out).unwrap(), 1);
+//! assert_eq!(&out[..], b"D\0\0\0\x1a\0\x02\0\0\0\x017\0\0\0\x0b*******6789");
+//! assert_eq!(plan.counts(), &[0, 1]);
+//! ```
 
 pub mod copy;
 pub mod detect;

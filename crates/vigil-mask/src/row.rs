@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 
 use crate::detect::{Detectors, Span};
-use crate::strategy::{MaskKey, Strategy};
+use crate::strategy::{mask_text, MaskKey, Strategy};
 use crate::value::{is_text_like, mask_value, Masked};
 use crate::MaskError;
 
@@ -120,9 +120,22 @@ impl Masker {
     }
 }
 
+/// A column plan resolved for the hot loop.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    /// Clear, or a scan that can never find anything.
+    Pass,
+    /// A text-like column: the text rule, no type dispatch.
+    Text(Strategy),
+    /// Any other type: [`mask_value`]'s rules.
+    Typed,
+    Scan,
+}
+
 /// The masking plan for one result, built once from its RowDescription.
 pub struct RowPlan {
     columns: Vec<ColumnPlan>,
+    actions: Vec<Action>,
     masker: Masker,
     counts: Vec<u64>,
     clear: bool,
@@ -198,8 +211,22 @@ impl RowPlan {
         let masker = Masker::new(key, detectors);
         let clear = !columns.iter().any(|c| masker.active(c));
         let counts = vec![0; columns.len()];
+        let actions = columns
+            .iter()
+            .map(|plan| match plan {
+                _ if !masker.active(plan) => Action::Pass,
+                ColumnPlan::Mask(mask)
+                    if is_text_like(mask.type_oid) && mask.strategy != Strategy::Null =>
+                {
+                    Action::Text(mask.strategy)
+                }
+                ColumnPlan::Mask(_) => Action::Typed,
+                _ => Action::Scan,
+            })
+            .collect();
         RowPlan {
             columns,
+            actions,
             masker,
             counts,
             clear,
@@ -254,7 +281,7 @@ impl RowPlan {
         let mut copied = 0;
         let mut masked = 0;
         let mut at = 7;
-        for (column, plan) in self.columns.iter().enumerate() {
+        for (column, (plan, action)) in self.columns.iter().zip(&self.actions).enumerate() {
             if frame.len() < at + 4 {
                 return Err(MaskError::ValueLength { column, length: -2 });
             }
@@ -276,10 +303,10 @@ impl RowPlan {
             let length_at = at;
             at = value.map_or(value_start, |v| value_start + v.len());
             let Some(value) = value else { continue };
-            let write = match plan {
-                ColumnPlan::Clear => false,
-                ColumnPlan::Mask(_) => true,
-                ColumnPlan::Scan { .. } => self.masker.active(plan) && self.masker.scan(value),
+            let write = match action {
+                Action::Pass => false,
+                Action::Scan => self.masker.scan(value),
+                Action::Text(_) | Action::Typed => true,
             };
             if !write {
                 continue;
@@ -290,12 +317,16 @@ impl RowPlan {
             out.extend_from_slice(&frame[copied..length_at]);
             let length_out = out.len();
             out.put_i32(0);
-            let outcome = match plan {
-                ColumnPlan::Scan { .. } => {
+            let outcome = match action {
+                Action::Text(strategy) => {
+                    mask_text(*strategy, &self.masker.key, value, out);
+                    Outcome::Value
+                }
+                Action::Typed => self.masker.mask(plan, None, value, out),
+                Action::Scan | Action::Pass => {
                     self.masker.write_scanned(value, out);
                     Outcome::Value
                 }
-                _ => self.masker.mask(plan, None, value, out),
             };
             patch_value_length(out, length_out, &outcome);
             copied = at;

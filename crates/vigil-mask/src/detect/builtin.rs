@@ -230,23 +230,17 @@ fn phone(candidate: &[u8]) -> bool {
 
 fn payment_card(text: &[u8], range: Range<usize>) -> Option<Range<usize>> {
     let candidate = &text[range.clone()];
-    let separators: Vec<u8> = candidate
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_digit())
-        .collect();
-    let grouped_ok = separators.is_empty()
-        || (separators.iter().all(|&s| s == separators[0])
-            && candidate
-                .split(|&b| b == separators[0])
-                .enumerate()
-                .all(|(i, g)| {
-                    if i == 0 {
-                        g.len() == 4
-                    } else {
-                        (3..=6).contains(&g.len())
-                    }
-                }));
+    let separator = candidate.iter().copied().find(|b| !b.is_ascii_digit());
+    let grouped_ok = separator.is_none_or(|sep| {
+        candidate.iter().all(|&b| b.is_ascii_digit() || b == sep)
+            && candidate.split(|&b| b == sep).enumerate().all(|(i, g)| {
+                if i == 0 {
+                    g.len() == 4
+                } else {
+                    (3..=6).contains(&g.len())
+                }
+            })
+    });
     let range = if grouped_ok {
         range
     } else {
@@ -254,16 +248,19 @@ fn payment_card(text: &[u8], range: Range<usize>) -> Option<Range<usize>> {
         let first = candidate.iter().take_while(|b| b.is_ascii_digit()).count();
         range.start..range.start + first
     };
-    let digits: Vec<u8> = text[range.clone()]
-        .iter()
-        .filter(|b| b.is_ascii_digit())
-        .map(|b| b - b'0')
-        .collect();
+    // The regex allows at most 19 digits.
+    let mut digits = [0u8; 19];
+    let mut len = 0;
+    for &b in text[range.clone()].iter().filter(|b| b.is_ascii_digit()) {
+        digits[len] = b - b'0';
+        len += 1;
+    }
+    let digits = &digits[..len];
     // Ungrouped 17–19 digit runs are far more often bigint ids (int8 has 19
     // digits) than the rare long card numbers; those count only when grouped.
-    let grouped = text[range.clone()].len() != digits.len();
-    let plausible_length = grouped || digits.len() <= 16;
-    (plausible_length && card_prefix(&digits) && luhn(&digits) && bounded_number(text, &range))
+    let grouped = range.len() != len;
+    let plausible_length = grouped || len <= 16;
+    (plausible_length && card_prefix(digits) && luhn(digits) && bounded_number(text, &range))
         .then_some(range)
 }
 
