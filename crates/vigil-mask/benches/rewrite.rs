@@ -46,13 +46,19 @@ fn rewrite(c: &mut Criterion) {
         type_oid: oid::TEXT,
         binary: false,
     };
+    let mut scan_clean = vec![ColumnPlan::Clear; 5];
+    scan_clean[4] = ColumnPlan::Scan {
+        type_oid: oid::TEXT,
+        binary: false,
+    };
     let cases = [
         ("clear", vec![ColumnPlan::Clear; 5]),
         ("keep_last_4", masked(Strategy::KeepLast(4))),
         ("redact", masked(Strategy::Redact)),
         ("hash", masked(Strategy::Hash)),
         ("preserve", masked(Strategy::Preserve)),
-        ("scan", scan),
+        ("scan_card", scan),
+        ("scan_clean", scan_clean),
     ];
     let mut group = c.benchmark_group(format!("datarow_{}b_5text", row.len()));
     group.throughput(Throughput::Elements(1));

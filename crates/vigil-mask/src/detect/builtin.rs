@@ -10,6 +10,34 @@ use regex::Regex;
 
 use super::DetectorKind;
 
+/// Character counts of a text, taken once per scan, that let detectors
+/// skip text which cannot hold a match.
+#[derive(Debug, Default)]
+pub(super) struct Profile {
+    digits: usize,
+    uppercase: usize,
+    at_signs: usize,
+    colons: usize,
+    dots: usize,
+}
+
+impl Profile {
+    pub(super) fn of(text: &[u8]) -> Profile {
+        let mut profile = Profile::default();
+        for &b in text {
+            match b {
+                b'0'..=b'9' => profile.digits += 1,
+                b'A'..=b'Z' => profile.uppercase += 1,
+                b'@' => profile.at_signs += 1,
+                b':' => profile.colons += 1,
+                b'.' => profile.dots += 1,
+                _ => {}
+            }
+        }
+        profile
+    }
+}
+
 pub(super) struct Builtin {
     kind: DetectorKind,
     regex: Regex,
@@ -49,8 +77,8 @@ impl Builtin {
     }
 
     /// Calls `found` with each validated match, in order.
-    pub(super) fn find(&self, text: &str, mut found: impl FnMut(Range<usize>)) {
-        if !self.may_match(text.as_bytes()) {
+    pub(super) fn find(&self, text: &str, profile: &Profile, mut found: impl FnMut(Range<usize>)) {
+        if !self.may_match(text.as_bytes(), profile) {
             return;
         }
         let bytes = text.as_bytes();
@@ -62,18 +90,18 @@ impl Builtin {
     }
 
     /// Cheap tests that rule out most text before any regex runs.
-    fn may_match(&self, text: &[u8]) -> bool {
+    fn may_match(&self, text: &[u8], profile: &Profile) -> bool {
         match self.kind {
-            DetectorKind::Email => memchr::memchr(b'@', text).is_some(),
-            DetectorKind::Ipv6 => memchr::memchr(b':', text).is_some(),
+            DetectorKind::Email => profile.at_signs > 0,
+            DetectorKind::Ipv6 => profile.colons >= 2,
             DetectorKind::Jwt => memmem::find(text, b"eyJ").is_some(),
             DetectorKind::PrivateKey => memmem::find(text, b"PRIVATE KEY-----").is_some(),
-            DetectorKind::AwsAccessKey => text.len() >= 20,
-            DetectorKind::Phone
-            | DetectorKind::PaymentCard
-            | DetectorKind::UsSsn
-            | DetectorKind::Iban
-            | DetectorKind::Ipv4 => text.len() >= 7 && text.iter().any(u8::is_ascii_digit),
+            DetectorKind::AwsAccessKey => profile.uppercase >= 4 && text.len() >= 20,
+            DetectorKind::Phone => profile.digits >= 8,
+            DetectorKind::PaymentCard => profile.digits >= 13,
+            DetectorKind::UsSsn => profile.digits >= 9,
+            DetectorKind::Iban => profile.digits >= 2 && profile.uppercase >= 2,
+            DetectorKind::Ipv4 => profile.digits >= 4 && profile.dots >= 3,
         }
     }
 

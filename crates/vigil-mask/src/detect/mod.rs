@@ -198,9 +198,10 @@ impl Detectors {
     /// [`Detectors::find`] into a reused buffer (cleared first).
     pub fn find_into(&self, text: &str, spans: &mut Vec<Span>) {
         spans.clear();
+        let profile = builtin::Profile::of(text.as_bytes());
         for (index, detector) in self.detectors.iter().enumerate() {
             match &detector.matcher {
-                Matcher::Builtin(builtin) => builtin.find(text, |range| {
+                Matcher::Builtin(builtin) => builtin.find(text, &profile, |range| {
                     spans.push(Span {
                         range,
                         detector: index,
