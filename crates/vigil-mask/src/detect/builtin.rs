@@ -19,6 +19,7 @@ pub(super) struct Profile {
     at_signs: usize,
     colons: usize,
     dots: usize,
+    dashes: usize,
 }
 
 impl Profile {
@@ -31,6 +32,7 @@ impl Profile {
                 b'@' => profile.at_signs += 1,
                 b':' => profile.colons += 1,
                 b'.' => profile.dots += 1,
+                b'-' => profile.dashes += 1,
                 _ => {}
             }
         }
@@ -94,8 +96,12 @@ impl Builtin {
         match self.kind {
             DetectorKind::Email => profile.at_signs > 0,
             DetectorKind::Ipv6 => profile.colons >= 2,
-            DetectorKind::Jwt => memmem::find(text, b"eyJ").is_some(),
-            DetectorKind::PrivateKey => memmem::find(text, b"PRIVATE KEY-----").is_some(),
+            DetectorKind::Jwt => {
+                profile.dots >= 2 && profile.uppercase >= 1 && memmem::find(text, b"eyJ").is_some()
+            }
+            DetectorKind::PrivateKey => {
+                profile.dashes >= 20 && memmem::find(text, b"PRIVATE KEY-----").is_some()
+            }
             DetectorKind::AwsAccessKey => profile.uppercase >= 4 && text.len() >= 20,
             DetectorKind::Phone => profile.digits >= 8,
             DetectorKind::PaymentCard => profile.digits >= 13,
