@@ -254,7 +254,55 @@ fn encode_csv_row(values: &[Option<Vec<u8>>]) -> Vec<u8> {
     out.to_vec()
 }
 
+fn encode_binary_tuple(values: &[Option<Vec<u8>>]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    out.put_i16(values.len() as i16);
+    for v in values {
+        match v {
+            Some(v) => {
+                out.put_i32(v.len() as i32);
+                out.extend_from_slice(v);
+            }
+            None => out.put_i32(-1),
+        }
+    }
+    out.to_vec()
+}
+
+fn binary_header() -> Vec<u8> {
+    let mut header = SIGNATURE_BYTES.to_vec();
+    header.extend_from_slice(&[0; 8]);
+    header
+}
+
 proptest! {
+    #[test]
+    fn binary_round_trips(values in prop::collection::vec(prop::option::of(prop::collection::vec(any::<u8>(), 0..20)), 1..5)) {
+        let n = values.len();
+        let mut first = binary_header();
+        first.extend_from_slice(&encode_binary_tuple(&values));
+        let second = encode_binary_tuple(&values);
+        let trailer = [0xff, 0xff];
+        let mut clear = CopyPlan::new(CopyFormat::Binary, vec![ColumnPlan::Clear; n], key(), detectors());
+        for message in [&first[..], &second, &trailer] {
+            prop_assert_eq!(rewrite(&mut clear, message), (message.to_vec(), 0));
+        }
+        // bytea kept to its last byte, in binary format.
+        let plan = ColumnPlan::Mask(ColumnMask { strategy: Strategy::KeepLast(1), type_oid: oid::BYTEA, binary: true });
+        let mut masked = CopyPlan::new(CopyFormat::Binary, vec![plan; n], key(), detectors());
+        let expected: Vec<Option<Vec<u8>>> = values.iter().map(|v| v.as_ref().map(|v| {
+            let mut m = vec![0; v.len().saturating_sub(1)];
+            m.extend_from_slice(&v[v.len().saturating_sub(1)..]);
+            m
+        })).collect();
+        let (body, count) = rewrite(&mut masked, &first);
+        prop_assert_eq!(count, values.iter().filter(|v| v.is_some()).count());
+        prop_assert_eq!(&body[..19], &first[..19]);
+        prop_assert_eq!(&body[19..], &encode_binary_tuple(&expected)[..]);
+        prop_assert_eq!(rewrite(&mut masked, &second).0, encode_binary_tuple(&expected));
+        prop_assert_eq!(rewrite(&mut masked, &trailer), (trailer.to_vec(), 0));
+    }
+
     #[test]
     fn text_round_trips(values in prop::collection::vec(prop::option::of(prop::collection::vec(any::<u8>(), 0..20)), 1..5)) {
         let row = encode_text_row(&values);

@@ -308,7 +308,7 @@ fn card_prefix(d: &[u8]) -> bool {
     match d[0] {
         3 => match two {
             34 | 37 => len == 15,
-            30 | 36 | 38 | 39 => (14..=16).contains(&len),
+            30 | 36 | 38 | 39 => len == 14 || len == 16,
             35 => (16..=19).contains(&len),
             _ => false,
         },
@@ -449,7 +449,13 @@ fn iban(candidate: &[u8]) -> bool {
     rem == 1
 }
 
+/// Four octets 0–255 without leading zeros. All-single-digit quads
+/// (`1.2.3.4`) are taken as version numbers: the addresses they exclude
+/// (`8.8.8.8`, `1.1.1.1`) are public resolvers, not anyone's address.
 fn ipv4(candidate: &[u8]) -> bool {
+    if candidate.len() == 7 {
+        return false;
+    }
     candidate.split(|&b| b == b'.').all(|octet| {
         let leading_zero = octet.len() > 1 && octet[0] == b'0';
         let value = octet.iter().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));

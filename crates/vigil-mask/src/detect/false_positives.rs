@@ -1,6 +1,10 @@
 //! False-positive measurement: 100k seeded, ordinary values (ids, order
 //! numbers, timestamps, dates, decimals, UUIDs, versions, prices, durations)
 //! must produce no detections from any built-in detector.
+//!
+//! Known ambiguities left out on purpose: an unprefixed four-part version
+//! with multi-digit parts (`10.2.30.4`) is a valid IPv4 address, and a
+//! Luhn-valid 16-digit id with a card prefix is a card number by shape.
 
 use super::{DetectorKind, Detectors, Strategy};
 
@@ -55,6 +59,13 @@ fn ordinary(rng: &mut Rng, shape: u64) -> String {
                 b & 0xffff_ffff_ffff
             )
         }
+        7 if rng.below(2) == 0 => format!(
+            "{}.{}.{}.{}",
+            rng.below(10),
+            rng.below(10),
+            rng.below(10),
+            rng.below(10)
+        ),
         7 => format!(
             "v{}.{}.{}.{}",
             rng.below(20),
