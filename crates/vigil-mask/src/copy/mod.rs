@@ -126,13 +126,15 @@ impl CopyPlan {
         out.put_u8(b'd');
         out.put_i32(0);
         let first = std::mem::replace(&mut self.first, false);
-        let result = match self.format.clone() {
+        // Taken out for the call so the rewriters can borrow the plan mutably.
+        let format = std::mem::replace(&mut self.format, CopyFormat::Binary);
+        let result = match &format {
             CopyFormat::Csv { header: true, .. } if first => {
                 out.extend_from_slice(body);
                 Ok(0)
             }
             CopyFormat::Text { delimiter, null } => self.rows(body, out, |plan, body, out| {
-                text::row(plan, body, delimiter, &null, out)
+                text::row(plan, body, *delimiter, null, out)
             }),
             CopyFormat::Csv {
                 delimiter,
@@ -142,10 +144,10 @@ impl CopyPlan {
                 ..
             } => {
                 let dialect = csv::Dialect {
-                    delimiter,
-                    quote,
-                    escape,
-                    null: &null,
+                    delimiter: *delimiter,
+                    quote: *quote,
+                    escape: *escape,
+                    null,
                 };
                 self.rows(body, out, |plan, body, out| {
                     csv::row(plan, body, &dialect, out)
@@ -153,6 +155,7 @@ impl CopyPlan {
             }
             CopyFormat::Binary => binary::message(self, body, first, out),
         };
+        self.format = format;
         match result {
             Ok(0) => {
                 out.truncate(start);
