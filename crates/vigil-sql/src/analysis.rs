@@ -41,11 +41,53 @@ pub struct Statement {
     /// written so: `pg_read_file`, `pg_catalog.pg_read_file`.
     pub functions: Vec<String>,
     pub properties: Properties,
+    /// Where each column of the rows the statement returns comes from, in
+    /// order: a `SELECT`'s target list, a `RETURNING` list, the query of
+    /// `COPY (query) TO`, `DECLARE … CURSOR`, `CREATE TABLE … AS` and
+    /// `SELECT … INTO`, the columns of `COPY table TO`. `None` when the
+    /// statement returns no rows (`EXPLAIN`, DML without `RETURNING`, DDL).
+    pub outputs: Option<Vec<Output>>,
+    /// Columns whose values decide which rows come out, in what order or
+    /// grouping, anywhere in the statement (subqueries, CTEs and sublinks
+    /// included): `WHERE`, `JOIN … ON`/`USING`, `GROUP BY`, `HAVING`, `ORDER
+    /// BY`, `DISTINCT ON`, window definitions, aggregate `ORDER BY` and
+    /// `FILTER`. A positional reference that cannot be resolved (a `*` before
+    /// it) is the wildcard `ColumnRef { relation: None, column: "*" }`.
+    pub filters: Vec<ColumnRef>,
+    /// Columns read to compute values the statement writes into a relation:
+    /// `INSERT … SELECT`/`VALUES`, `UPDATE … SET`, `ON CONFLICT DO UPDATE`,
+    /// `MERGE` actions, `CREATE TABLE … AS`, `SELECT … INTO`, view queries.
+    /// When a written value comes through a subquery, CTE or function, every
+    /// column any nested query outputs is listed.
+    pub written_from: Vec<ColumnRef>,
     /// The text with constants replaced by `$1`, `$2`, … (pg_query normalize).
     pub normalized: String,
     /// pg_query's fingerprint: the same for statements that differ only in
     /// constants, whitespace and comments.
     pub fingerprint: String,
+}
+
+/// One column of the rows a statement returns, and the columns it is
+/// computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The column name the client sees: the alias, or PostgreSQL's default
+    /// name when it is simple (a column's or function's name); `None`
+    /// otherwise.
+    pub name: Option<String>,
+    /// Every column its expression reads, anywhere inside it (function
+    /// arguments, `CASE`, casts, sublinks, aggregates, window functions,
+    /// JSON/XML constructors). A whole-row reference (`row_to_json(c)`, `c`,
+    /// `c.*`) is `ColumnRef { relation: Some(rel), column: "*" }`.
+    pub sources: Vec<ColumnRef>,
+    /// False when some source cannot be pinned to a base relation from the
+    /// text: a column of a subquery in `FROM`, of a CTE, of a set-returning
+    /// function or `VALUES`, or through an unknown alias. Lineage must then
+    /// fall back to the whole statement's columns.
+    pub traced: bool,
+    /// The entry is `*` or `x.*`: it expands to an unknown number of
+    /// columns, so later positions cannot be aligned with the result's fields.
+    pub star: bool,
 }
 
 /// A relation (table, view, sequence, index…) as the statement names it.
@@ -128,6 +170,34 @@ pub struct Properties {
     /// Run-time parameters the statement changes, by `SET` / `RESET` or by a
     /// `set_config(…)` call anywhere in it.
     pub settings: Vec<SettingChange>,
+    /// `ORDER BY`, `GROUP BY` or `DISTINCT ON` names a target list entry by
+    /// its position: lineage then depends on an integer constant, so texts
+    /// of one shape cannot share the analysis.
+    pub positional_refs: bool,
+    /// The format and options of a `COPY`.
+    pub copy_options: Option<CopyOptions>,
+}
+
+/// How a `COPY` encodes its data, from `WITH (…)` or the legacy syntax.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct CopyOptions {
+    pub format: CopyFormat,
+    pub delimiter: Option<String>,
+    pub null: Option<String>,
+    pub quote: Option<String>,
+    pub escape: Option<String>,
+    /// `HEADER` is on (`true`, `on`, `1` or `match`).
+    pub header: bool,
+    /// The column list of `COPY t (a, b)`; empty for all columns.
+    pub copy_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum CopyFormat {
+    #[default]
+    Text,
+    Csv,
+    Binary,
 }
 
 /// One parameter change. Names are lower-cased as PostgreSQL matches them.

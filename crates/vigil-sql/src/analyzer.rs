@@ -89,7 +89,8 @@ fn lock<T>(cache: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `SELECT`, `INSERT`, `UPDATE`, `DELETE` and `MERGE` statements that change
 /// no setting: what those do is in their keywords and names, and a constant
 /// only ever stands for a value. Not for a `SET` (its value is a constant),
-/// `set_config('search_path', …)`, `EXPLAIN (ANALYZE 0)` or `COPY … 'file'`.
+/// `set_config('search_path', …)`, `EXPLAIN (ANALYZE 0)`, `COPY … 'file'`
+/// or `ORDER BY 2` (its integer picks the output whose columns order rows).
 fn shareable(analysis: &Analysis) -> bool {
     analysis.statements.iter().all(|s| {
         matches!(
@@ -98,6 +99,7 @@ fn shareable(analysis: &Analysis) -> bool {
         ) && s.properties.settings.is_empty()
             && s.properties.copy.is_none()
             && !s.properties.explain_analyze
+            && !s.properties.positional_refs
     })
 }
 
@@ -176,6 +178,9 @@ fn analyze_here(sql: &str, shape: Option<&Shape>) -> Result<Analysis, AnalyzeErr
             columns: findings.columns,
             functions: findings.functions,
             properties: findings.properties,
+            outputs: findings.outputs,
+            filters: findings.filters,
+            written_from: findings.written_from,
             normalized,
             fingerprint: pg_query::fingerprint(text, 0, 0).map_err(pg_error)?.hex,
         });

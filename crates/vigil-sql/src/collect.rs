@@ -8,10 +8,11 @@ use pg_query::protobuf::{self as pb, node::Node as N};
 use pg_query::NodeRef;
 
 use crate::classify::classify;
+use crate::lineage::Lineage;
 use crate::walk::{walk, TooDeep, Visit, Visitor};
 use crate::{
-    Access, Class, ColumnRef, CopyDirection, CopyInfo, Kind, ObjectType, Properties, Relation,
-    SettingChange, SettingValue,
+    Access, Class, ColumnRef, CopyDirection, CopyFormat, CopyInfo, CopyOptions, Kind, ObjectType,
+    Output, Properties, Relation, SettingChange, SettingValue,
 };
 
 /// Everything [`collect`] found in one statement.
@@ -24,6 +25,9 @@ pub(crate) struct Findings {
     pub columns: Vec<ColumnRef>,
     pub functions: Vec<String>,
     pub properties: Properties,
+    pub outputs: Option<Vec<Output>>,
+    pub filters: Vec<ColumnRef>,
+    pub written_from: Vec<ColumnRef>,
 }
 
 /// Analyzes the statement rooted at `stmt` (a `RawStmt`'s `stmt`).
@@ -93,10 +97,12 @@ struct Collector<'a> {
     /// FROM items that are not relations: subqueries, functions, CTEs.
     other_sources: usize,
     properties: Properties,
+    lineage: Lineage<'a>,
 }
 
 impl<'a> Visitor<'a> for Collector<'a> {
     fn enter(&mut self, visit: Visit<'a>) {
+        self.lineage.enter(visit, self.depth);
         let statement = match classify(visit.node) {
             Some(kc) => Some(kc),
             // Whatever stands at the root is a statement; one we cannot name is unknown.
@@ -154,6 +160,7 @@ impl<'a> Visitor<'a> for Collector<'a> {
             }
             _ => {}
         }
+        self.lineage.leave(self.depth);
         if self.frames.last().is_some_and(|f| f.depth == self.depth) {
             if let Some(frame) = self.frames.pop() {
                 if frame.has_ctes {
@@ -234,6 +241,7 @@ impl<'a> Collector<'a> {
                     program: s.is_program,
                     stdio: !s.is_program && s.filename.is_empty(),
                 });
+                self.properties.copy_options = Some(copy_options(s));
                 for column in strings(&s.attlist) {
                     self.columns.push(RawColumn::OfTarget {
                         relation: frame.target.clone(),
@@ -314,6 +322,7 @@ impl<'a> Collector<'a> {
                 .map_or(rv.relname.as_str(), |a| a.aliasname.as_str());
             self.alias(name, AliasTarget::NotRelation);
             self.other_sources += 1;
+            self.lineage.item(name, None);
             return;
         }
         let access = if self.dry > 0 {
@@ -333,6 +342,10 @@ impl<'a> Collector<'a> {
                 &alias.aliasname,
                 AliasTarget::Relation(relation.qualified_name()),
             );
+        }
+        if !matches!(visit.parent, Some(NodeRef::IntoClause(_))) {
+            let name = rv.alias.as_ref().map_or(&rv.relname, |a| &a.aliasname);
+            self.lineage.item(name, Some(relation.qualified_name()));
         }
         self.add_relation(relation);
     }
@@ -378,6 +391,7 @@ impl<'a> Collector<'a> {
 
     fn other_source(&mut self, alias: Option<&'a pb::Alias>) {
         self.other_sources += 1;
+        self.lineage.item(alias.map_or("", |a| &a.aliasname), None);
         if let Some(alias) = alias {
             self.alias(&alias.aliasname, AliasTarget::NotRelation);
         }
@@ -482,7 +496,8 @@ impl<'a> Collector<'a> {
         }
     }
 
-    fn finish(self) -> Findings {
+    fn finish(mut self) -> Findings {
+        let lineage = std::mem::take(&mut self.lineage).finish();
         let (kind, root_class) = self.root.unwrap_or((Kind::Other, Class::Unknown));
         let class = self.class.unwrap_or(root_class);
         let mut names = self
@@ -500,10 +515,24 @@ impl<'a> Collector<'a> {
         let mut columns: Vec<ColumnRef> = Vec::new();
         for raw in &self.columns {
             let column = match raw {
-                RawColumn::Named { qualifier, column } => ColumnRef {
-                    relation: self.resolve(qualifier, &only),
-                    column: (*column).to_owned(),
-                },
+                RawColumn::Named { qualifier, column } => {
+                    if let Some(relation) =
+                        qualifier.is_empty().then(|| self.row_of(column)).flatten()
+                    {
+                        // `row_to_json(c)`: the name may be a whole row.
+                        let row = ColumnRef {
+                            relation,
+                            column: "*".to_owned(),
+                        };
+                        if !columns.contains(&row) {
+                            columns.push(row);
+                        }
+                    }
+                    ColumnRef {
+                        relation: self.resolve(qualifier, &only),
+                        column: (*column).to_owned(),
+                    }
+                }
                 RawColumn::OfTarget { relation, column } => ColumnRef {
                     relation: relation.clone(),
                     column: (*column).to_owned(),
@@ -513,6 +542,8 @@ impl<'a> Collector<'a> {
                 columns.push(column);
             }
         }
+        let mut properties = self.properties;
+        properties.positional_refs = lineage.positional_refs;
         Findings {
             kind,
             class,
@@ -520,7 +551,24 @@ impl<'a> Collector<'a> {
             relations: self.relations,
             columns,
             functions: self.functions,
-            properties: self.properties,
+            properties,
+            outputs: lineage.outputs,
+            filters: lineage.filters,
+            written_from: lineage.written_from,
+        }
+    }
+
+    /// The relation a bare name stands for as a whole row (`Some(None)` when
+    /// it names a subquery, function or CTE); `None` if it names no FROM item.
+    fn row_of(&self, name: &str) -> Option<Option<String>> {
+        match self.aliases.get(name) {
+            Some(AliasTarget::Relation(relation)) => Some(Some(relation.clone())),
+            Some(_) => Some(None),
+            None => self
+                .relations
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| Some(r.qualified_name())),
         }
     }
 
@@ -599,6 +647,47 @@ fn strings(nodes: &[pb::Node]) -> impl Iterator<Item = &str> {
         Some(N::String(s)) => Some(s.sval.as_str()),
         _ => None,
     })
+}
+
+/// A `COPY`'s format and options. The parser turns the legacy syntax
+/// (`CSV HEADER`, `DELIMITER AS ';'`, `BINARY`) into the same option list.
+fn copy_options(stmt: &pb::CopyStmt) -> CopyOptions {
+    let mut options = CopyOptions {
+        copy_columns: strings(&stmt.attlist).map(str::to_owned).collect(),
+        ..CopyOptions::default()
+    };
+    for option in &stmt.options {
+        let Some(N::DefElem(def)) = &option.node else {
+            continue;
+        };
+        let arg = def.arg.as_deref().and_then(|n| n.node.as_ref());
+        let text = match arg {
+            Some(N::String(s)) => Some(s.sval.clone()),
+            Some(N::Integer(i)) => Some(i.ival.to_string()),
+            Some(N::Boolean(b)) => Some(b.boolval.to_string()),
+            _ => None,
+        };
+        match def.defname.as_str() {
+            "format" => {
+                options.format = match text.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                    Some("csv") => CopyFormat::Csv,
+                    Some("binary") => CopyFormat::Binary,
+                    _ => CopyFormat::Text,
+                }
+            }
+            "delimiter" => options.delimiter = text,
+            "null" => options.null = text,
+            "quote" => options.quote = text,
+            "escape" => options.escape = text,
+            "header" => {
+                options.header = text.is_none_or(|t| {
+                    !matches!(t.to_ascii_lowercase().as_str(), "false" | "off" | "0")
+                });
+            }
+            _ => {}
+        }
+    }
+    options
 }
 
 /// Whether an EXPLAIN runs its statement. PostgreSQL reads `ANALYZE` as false

@@ -62,6 +62,7 @@ mod collect;
 mod error;
 mod functions;
 mod kind;
+mod lineage;
 mod position;
 mod shape;
 mod tags;
@@ -71,8 +72,8 @@ mod walk;
 mod tests;
 
 pub use analysis::{
-    Access, Analysis, ColumnRef, CopyDirection, CopyInfo, Properties, Relation, SettingChange,
-    SettingValue, Statement,
+    Access, Analysis, ColumnRef, CopyDirection, CopyFormat, CopyInfo, CopyOptions, Output,
+    Properties, Relation, SettingChange, SettingValue, Statement,
 };
 pub use analyzer::{analyze_uncached, Analyzer, MAX_CACHED_LEN, STACK_NEEDED};
 pub use error::AnalyzeError;

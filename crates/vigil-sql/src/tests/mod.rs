@@ -1,10 +1,11 @@
 //! Behaviour tests over the public API: attacks first, then classification,
-//! objects, errors, walk coverage and robustness (caching is tested beside it).
+//! objects, column lineage, errors, walk coverage and robustness (caching is tested beside it).
 
 mod attacks;
 mod classes;
 mod coverage;
 mod errors;
+mod lineage;
 mod objects;
 mod robustness;
 mod shapes;

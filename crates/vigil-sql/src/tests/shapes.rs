@@ -251,3 +251,27 @@ fn normalized_forms_number_each_statements_constants() {
         "SELECT $2 FROM t WHERE id = $1"
     );
 }
+
+#[test]
+fn positional_order_and_group_are_not_shared() {
+    let analyzer = Analyzer::new(64);
+    let first = analyzer.analyze("SELECT a, b FROM t ORDER BY 1").unwrap();
+    let second = analyzer.analyze("SELECT a, b FROM t ORDER BY 2").unwrap();
+    assert_eq!(
+        shape("SELECT a, b FROM t ORDER BY 1").map(|s| s.key),
+        shape("SELECT a, b FROM t ORDER BY 2").map(|s| s.key)
+    );
+    assert_ne!(first.statements[0].filters, second.statements[0].filters);
+    assert_eq!(
+        *second,
+        analyze_uncached("SELECT a, b FROM t ORDER BY 2").unwrap()
+    );
+    let first = analyzer
+        .analyze("SELECT a, b FROM t GROUP BY 1, 2")
+        .unwrap();
+    let second = analyzer
+        .analyze("SELECT a, b FROM t GROUP BY 2, 2")
+        .unwrap();
+    assert_ne!(first.statements[0].filters, second.statements[0].filters);
+    assert_eq!(analyzer.cached_shapes(), 0);
+}
