@@ -133,6 +133,10 @@ pub struct StatementCompleted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
     pub bytes: u64,
+    /// Values masked in the result, by column (result column name); never
+    /// the values themselves.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub masked_values: std::collections::BTreeMap<String, u64>,
 }
 
 /// Body of `auth.failure`.
@@ -371,6 +375,7 @@ mod tests {
             duration_us: 90,
             sqlstate: None,
             bytes: 100,
+            masked_values: [("ssn".to_owned(), 3)].into(),
         }));
         round_trip(AuditEvent::AuthFailure(AuthFailure {
             user: "mallory".into(),

@@ -6,6 +6,7 @@
 //! never re-checks any of that.
 
 mod error;
+mod masking;
 mod model;
 mod policy;
 mod secret;
@@ -14,6 +15,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{ConfigError, Problem};
+pub use masking::*;
 pub use model::*;
 pub use secret::Secret;
 

@@ -10,7 +10,7 @@ use vigil_audit::AuditConfig;
 use vigil_auth::Verifier;
 use vigil_policy::{Action, Policy, PolicySettings, RuleConfig};
 
-use crate::Secret;
+use crate::{Masking, Secret};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +31,9 @@ pub struct Config {
     /// resolved against the config file's folder when the config loads.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Dynamic data masking. Absent: nothing is masked.
+    #[serde(default)]
+    pub masking: Masking,
     /// The checked policy: these rules, those of the included files and the
     /// guardrail pack when it is on.
     #[serde(skip)]

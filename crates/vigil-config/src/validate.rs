@@ -5,7 +5,7 @@ use std::path::Path;
 
 use vigil_audit::{load_signing_key, AuditConfig, Durability, StoreLocation};
 
-use crate::{Config, Problem, Secret, UpstreamTlsMode};
+use crate::{ColumnName, Config, DetectorName, Masking, Problem, Secret, UpstreamTlsMode};
 
 /// Resolves the audit section's files against the config's folder and checks
 /// that the store location is one Vigil can open and the signing key loads.
@@ -32,6 +32,88 @@ fn validate_audit(audit: &mut AuditConfig, base: &Path, problem: &mut impl FnMut
     }
     if audit.max_batch == 0 {
         problem("audit.max_batch".into(), "must be at least 1".into());
+    }
+}
+
+/// Parses the column names, reads the key and checks that every strategy
+/// and detector has what it needs.
+fn validate_masking(masking: &mut Masking, base: &Path, problem: &mut impl FnMut(String, String)) {
+    match (&masking.key_env, &masking.key_file) {
+        (Some(_), Some(_)) => problem(
+            "masking.key_env".into(),
+            "set key_env or key_file, not both".into(),
+        ),
+        (Some(var), None) => match std::env::var(var) {
+            Ok(value) => masking.key = Some(Secret::new(value)),
+            Err(_) => problem(
+                "masking.key_env".into(),
+                format!("environment variable {var} is not set"),
+            ),
+        },
+        (None, Some(file)) => {
+            let file = base.join(file);
+            match std::fs::read_to_string(&file) {
+                Ok(value) => {
+                    masking.key = Some(Secret::new(value.trim_end_matches(['\n', '\r']).into()))
+                }
+                Err(e) => problem(
+                    "masking.key_file".into(),
+                    format!("cannot read {}: {e}", file.display()),
+                ),
+            }
+        }
+        (None, None) => {}
+    }
+    if masking.key.as_ref().is_some_and(|k| k.expose().len() < 32) {
+        problem(
+            "masking.key_env".into(),
+            "the masking key must be at least 32 bytes (`openssl rand -hex 32` makes one)".into(),
+        );
+    }
+    let keyless = masking.key.is_none();
+    let mut seen = HashSet::new();
+    for (i, column) in masking.columns.iter_mut().enumerate() {
+        let key = |k: &str| format!("masking.columns[{i}].{k}");
+        match ColumnName::parse(&column.column) {
+            Some(name) => {
+                if !seen.insert((name.clone(), column.databases.clone())) {
+                    problem(key("column"), format!("{} is masked twice", column.column));
+                }
+                column.name = Some(name);
+            }
+            None => problem(
+                key("column"),
+                format!("{:?} is not schema.table.column", column.column),
+            ),
+        }
+        if column.strategy.needs_key() && keyless {
+            problem(
+                key("strategy"),
+                "this strategy needs masking.key_env or masking.key_file".into(),
+            );
+        }
+    }
+    for (i, detector) in masking.detectors.iter().enumerate() {
+        let key = |k: &str| format!("masking.detectors[{i}].{k}");
+        match (detector.kind, &detector.pattern, &detector.name) {
+            (DetectorName::Regex, None, _) => {
+                problem(key("pattern"), "a regex detector needs a pattern".into())
+            }
+            (DetectorName::Regex, Some(_), None) => {
+                problem(key("name"), "a regex detector needs a name".into())
+            }
+            (DetectorName::Regex, Some(_), Some(_)) => {}
+            (_, Some(_), _) => {
+                problem(key("pattern"), "only regex detectors take a pattern".into())
+            }
+            _ => {}
+        }
+        if detector.strategy.needs_key() && keyless {
+            problem(
+                key("strategy"),
+                "this strategy needs masking.key_env or masking.key_file".into(),
+            );
+        }
     }
 }
 
@@ -80,6 +162,7 @@ pub(crate) fn validate(config: &mut Config, base: &Path) -> Vec<Problem> {
         }
     }
     validate_audit(&mut config.audit, base, &mut problem);
+    validate_masking(&mut config.masking, base, &mut problem);
     if config.auth.max_failures == 0 {
         problem("auth.max_failures".into(), "must be at least 1".into());
     }

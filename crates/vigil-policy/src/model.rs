@@ -142,6 +142,19 @@ pub struct Subjects {
 }
 
 impl Subjects {
+    /// Whether `subject` is one of these: any one match is enough.
+    pub fn includes(&self, subject: &crate::Subject<'_>) -> bool {
+        self.identities.iter().any(|g| g.matches(subject.name))
+            || self
+                .groups
+                .iter()
+                .any(|g| subject.groups.iter().any(|group| g.matches(group)))
+            || self
+                .identity_kinds
+                .iter()
+                .any(|k| k.as_str() == subject.kind)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.identities.is_empty() && self.groups.is_empty() && self.identity_kinds.is_empty()
     }

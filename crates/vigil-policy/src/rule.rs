@@ -101,15 +101,7 @@ impl Rule {
 
 /// Any one match exempts.
 fn exempts(unless: &Subjects, subject: &Subject<'_>) -> bool {
-    unless.identities.iter().any(|g| g.matches(subject.name))
-        || unless
-            .groups
-            .iter()
-            .any(|g| subject.groups.iter().any(|group| g.matches(group)))
-        || unless
-            .identity_kinds
-            .iter()
-            .any(|k| k.as_str() == subject.kind)
+    unless.includes(subject)
 }
 
 fn properties_match(want: &PropertyMatch, statement: &Statement) -> bool {

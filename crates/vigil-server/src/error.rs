@@ -20,6 +20,8 @@ pub enum StartError {
     },
     #[error("audit: {0}")]
     Audit(#[from] vigil_audit::AuditError),
+    #[error("masking: {0}")]
+    Masking(String),
 }
 
 impl StartError {

@@ -9,6 +9,7 @@ mod auth;
 mod cancel;
 mod error;
 mod identity;
+mod masking;
 mod server;
 mod session;
 mod shutdown;

@@ -13,6 +13,7 @@ use vigil_config::Config;
 
 use crate::auth::Throttle;
 use crate::cancel::CancelRegistry;
+use crate::masking::{Catalogs, MaskSetup};
 use crate::tls;
 use crate::StartError;
 
@@ -25,6 +26,8 @@ pub(crate) struct Snapshot {
     pub(crate) tls_end_point: Option<Vec<u8>>,
     /// By configured database name; absent where TLS upstream is disabled.
     pub(crate) connectors: HashMap<String, TlsConnector>,
+    /// The masking key and detectors.
+    pub(crate) masking: Arc<MaskSetup>,
 }
 
 /// Texts whose analysis is kept, shared by all sessions.
@@ -39,6 +42,8 @@ pub struct State {
     pub(crate) audit: AuditLog,
     pub(crate) cancels: CancelRegistry,
     pub(crate) throttle: Throttle,
+    /// Upstream catalogs, for masking.
+    pub(crate) catalogs: Catalogs,
     /// Seeds fake SCRAM verifiers for unknown users.
     pub(crate) mock_secret: [u8; 32],
     /// The iteration count fake verifiers claim: the one most real ones have.
@@ -60,6 +65,7 @@ impl State {
             audit,
             cancels: CancelRegistry::default(),
             throttle,
+            catalogs: Catalogs::default(),
             mock_secret,
             mock_iterations,
             next_session: AtomicU64::new(1),
@@ -111,6 +117,26 @@ impl State {
         Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Reads the catalog of `database` again in the background, if it is
+    /// stale and no one else is reading it.
+    pub(crate) fn refresh_catalog(self: &Arc<State>, database: &str) {
+        if !self.catalogs.stale(database) {
+            return;
+        }
+        let state = Arc::clone(self);
+        let database = database.to_owned();
+        tokio::spawn(async move {
+            let snapshot = state.snapshot();
+            let Some(db) = snapshot.config.database(&database) else {
+                return;
+            };
+            let tls = crate::upstream::tls_target(db, snapshot.connectors.get(&db.name));
+            if let Err(error) = state.catalogs.get(db, tls.as_ref()).await {
+                tracing::warn!(%error, database, "catalog not read; columns of unknown source stay masked");
+            }
+        });
+    }
+
     pub(crate) fn next_session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
@@ -131,11 +157,13 @@ impl Snapshot {
                 connectors.insert(db.name.clone(), connector);
             }
         }
+        let masking = Arc::new(MaskSetup::build(&config).map_err(StartError::Masking)?);
         Ok(Snapshot {
             config,
             acceptor,
             tls_end_point,
             connectors,
+            masking,
         })
     }
 }

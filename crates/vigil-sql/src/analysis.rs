@@ -161,6 +161,9 @@ pub struct Properties {
     pub parameter: Option<String>,
     /// The prepared statement a `PREPARE`, `EXECUTE` or `DEALLOCATE` names.
     pub prepared_name: Option<String>,
+    /// The cursor a `DECLARE`, `FETCH`, `MOVE` or `CLOSE` names (empty for
+    /// `CLOSE ALL`).
+    pub cursor: Option<String>,
     /// Functions called whose effect the analyzer cannot see: any function
     /// that is not one of PostgreSQL's built-ins (user-defined, from
     /// extensions), and the built-ins that run a query given as text

@@ -266,6 +266,9 @@ impl<'a> Collector<'a> {
                 self.properties.parameter = Some(s.name.to_ascii_lowercase());
             }
             NodeRef::PrepareStmt(s) => self.properties.prepared_name = Some(s.name.clone()),
+            NodeRef::DeclareCursorStmt(s) => self.properties.cursor = Some(s.portalname.clone()),
+            NodeRef::FetchStmt(s) => self.properties.cursor = Some(s.portalname.clone()),
+            NodeRef::ClosePortalStmt(s) => self.properties.cursor = Some(s.portalname.clone()),
             NodeRef::ExecuteStmt(s) => self.properties.prepared_name = Some(s.name.clone()),
             NodeRef::DeallocateStmt(s) if !s.name.is_empty() => {
                 self.properties.prepared_name = Some(s.name.clone());

@@ -125,6 +125,7 @@ fn completed(session_id: u64, n: u64, rows: Option<u64>, sqlstate: Option<&str>)
         duration_us: 1200 + n,
         sqlstate: sqlstate.map(str::to_owned),
         bytes: 64 * n,
+        masked_values: Default::default(),
     })
 }
 

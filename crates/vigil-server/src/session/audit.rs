@@ -35,6 +35,8 @@ pub(crate) struct SessionAudit {
 pub(crate) struct Decided<'a> {
     pub(crate) action: Action,
     pub(crate) rule: Option<&'a str>,
+    /// Per statement, the masked columns it reads (`schema.table.column`).
+    pub(crate) masked: &'a [Vec<String>],
 }
 
 impl SessionAudit {
@@ -104,9 +106,11 @@ impl SessionAudit {
         analysis
             .statements
             .iter()
-            .map(|statement| {
+            .enumerate()
+            .map(|(i, statement)| {
                 let seq = self.next_seq();
-                events.push(self.statement_event(seq, statement, &analysis.tags, decided));
+                let masked = decided.masked.get(i).cloned().unwrap_or_default();
+                events.push(self.statement_event(seq, statement, &analysis.tags, decided, masked));
                 seq
             })
             .collect()
@@ -120,6 +124,7 @@ impl SessionAudit {
             duration_us: micros(done.started),
             sqlstate: done.sqlstate,
             bytes: done.bytes,
+            masked_values: done.masked,
         }));
     }
 
@@ -134,6 +139,7 @@ impl SessionAudit {
         statement: &Statement,
         tags: &BTreeMap<String, String>,
         decided: &Decided<'_>,
+        masked_columns: Vec<String>,
     ) -> AuditEvent {
         let text = match self.redaction {
             Redaction::Keep => statement.text.clone(),
@@ -172,7 +178,7 @@ impl SessionAudit {
                 Action::Deny => AuditDecision::Deny,
             },
             rule_ids: decided.rule.iter().map(|r| (*r).to_owned()).collect(),
-            masked_columns: Vec::new(),
+            masked_columns,
             approval_id: None,
             intent,
         })

@@ -17,6 +17,7 @@ use vigil_sql::{Analysis, AnalyzeError, Class, Kind, Properties, Statement};
 use vigil_wire::backend::{self, Report, Severity};
 
 use super::audit::{Decided, SessionAudit};
+use crate::masking::{Prepared as MaskedStatement, SessionMasks};
 use crate::{Identity, State};
 
 /// What to do with one client message.
@@ -26,18 +27,21 @@ pub(crate) enum Verdict {
     Refuse(Bytes),
 }
 
-/// A gated message: the verdict, and the audited statements it runs when
-/// forwarded (a Query's, an Execute's, a FunctionCall's).
+/// A gated message: the verdict, the audited statements it runs when
+/// forwarded (a Query's, an Execute's, a FunctionCall's), and, in a session
+/// that masks, what masking makes of its statements (a Query's, a Parse's).
 pub(crate) struct Checked {
     pub(crate) verdict: Verdict,
     pub(crate) runs: Option<Vec<u64>>,
+    pub(crate) masks: Option<Vec<MaskedStatement>>,
 }
 
 impl Checked {
-    fn forward(runs: Option<Vec<u64>>) -> Checked {
+    pub(crate) fn forward(runs: Option<Vec<u64>>) -> Checked {
         Checked {
             verdict: Verdict::Forward,
             runs,
+            masks: None,
         }
     }
 
@@ -45,6 +49,7 @@ impl Checked {
         Checked {
             verdict: Verdict::Refuse(error),
             runs: None,
+            masks: None,
         }
     }
 }
@@ -52,6 +57,14 @@ impl Checked {
 /// A statement prepared with Parse, as Execute will run it.
 struct Prepared {
     analysis: Arc<Analysis>,
+    rule: Option<Arc<str>>,
+    /// The masked columns it reads.
+    masked: Vec<Vec<String>>,
+}
+
+/// What the gate decided for a text.
+struct Ruling {
+    action: Action,
     rule: Option<Arc<str>>,
 }
 
@@ -70,6 +83,12 @@ pub(crate) struct Gate {
     /// Execute is recorded as the statement it runs.
     prepared: HashMap<Vec<u8>, Arc<Prepared>>,
     portals: HashMap<Vec<u8>, Arc<Prepared>>,
+    /// What this session's identity sees masked; `None`: everything clear.
+    pub(crate) masks: Option<Arc<SessionMasks>>,
+    /// When the catalog was last asked to be read again.
+    catalog_asked: Option<std::time::Instant>,
+    /// In a masked session: what masking made of each declared cursor's query.
+    cursors: HashMap<String, crate::masking::StatementMasks>,
 }
 
 impl Gate {
@@ -78,6 +97,7 @@ impl Gate {
         identity: Arc<Identity>,
         database: String,
         audit: SessionAudit,
+        masks: Option<Arc<SessionMasks>>,
     ) -> Gate {
         let generation = state.generation();
         let policy = session_policy(&state, &identity, &database).unwrap_or_else(deny_all);
@@ -92,7 +112,24 @@ impl Gate {
             audit,
             prepared: HashMap::new(),
             portals: HashMap::new(),
+            masks,
+            catalog_asked: None,
+            cursors: HashMap::new(),
         }
+    }
+
+    /// A result named a table the catalog does not know, or DDL ran: have
+    /// the catalog read again (at most once a second).
+    pub(crate) fn catalog_changed(&mut self) {
+        if self
+            .catalog_asked
+            .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1))
+        {
+            return;
+        }
+        self.catalog_asked = Some(std::time::Instant::now());
+        self.state.catalogs.invalidate(&self.database);
+        self.state.refresh_catalog(&self.database);
     }
 
     /// A simple-protocol Query's text.
@@ -116,10 +153,15 @@ impl Gate {
             Err(refused) => return refused,
         };
         let (checked, decision) = self.decide(&analysis, None);
-        let rule = decision.rule.as_ref().map(|r| Arc::clone(&r.id));
+        let rule = decision.rule;
         if let Verdict::Forward = checked.verdict {
             if self.audit.enabled() {
-                let prepared = Arc::new(Prepared { analysis, rule });
+                let masked = masked_names(checked.masks.as_deref());
+                let prepared = Arc::new(Prepared {
+                    analysis,
+                    rule,
+                    masked,
+                });
                 self.prepared.insert(name.to_vec(), prepared);
             }
         } else {
@@ -127,6 +169,7 @@ impl Gate {
             let decided = Decided {
                 action: decision.action,
                 rule: rule.as_deref(),
+                masked: &[],
             };
             self.record(&analysis, &decided, events);
         }
@@ -167,11 +210,13 @@ impl Gate {
                     String::from_utf8_lossy(portal)
                 ))),
                 rule: None,
+                masked: Vec::new(),
             }),
         };
         let decided = Decided {
             action: Action::Allow,
             rule: prepared.rule.as_deref(),
+            masked: &prepared.masked,
         };
         Some(self.audit.statements(&prepared.analysis, &decided, events))
     }
@@ -187,6 +232,21 @@ impl Gate {
     /// A fast-path FunctionCall: which function it runs is an OID the
     /// analyzer cannot see, so it counts as a statement of unknown class.
     pub(crate) fn function_call(&mut self, events: &mut Vec<AuditEvent>) -> Checked {
+        // A function called by OID may return anything: fail closed.
+        if self.masks.as_ref().is_some_and(|m| m.masks_columns()) {
+            let analysis = opaque("<fast-path function call>".into());
+            let decided = Decided {
+                action: Action::Deny,
+                rule: Some("vigil.masking.unknown-lineage"),
+                masked: &[],
+            };
+            self.record(&analysis, &decided, events);
+            self.refused += 1;
+            return Checked::refuse(masking_refusal(
+                "vigil.masking.unknown-lineage",
+                "fast-path function calls may return masked values",
+            ));
+        }
         let analysis = opaque("<fast-path function call>".into());
         self.decide(&analysis, Some(events)).0
     }
@@ -206,6 +266,7 @@ impl Gate {
                 let decided = Decided {
                     action: Action::Deny,
                     rule: Some("vigil.unreadable"),
+                    masked: &[],
                 };
                 gate.audit.statements(&analysis, &decided, events);
             }
@@ -235,25 +296,88 @@ impl Gate {
         &mut self,
         analysis: &Analysis,
         events: Option<&mut Vec<AuditEvent>>,
-    ) -> (Checked, Decision) {
+    ) -> (Checked, Ruling) {
         self.refresh();
         let decision = self.policy.decide_on_path(analysis, &self.search_path);
-        let runs = events.and_then(|events| {
-            let decided = Decided {
+        let mut masked = None;
+        let mut masking_refused = None;
+        if let (Action::Allow, Some(masks)) = (decision.action, self.masks.clone()) {
+            let mut statements = Vec::with_capacity(analysis.statements.len());
+            for statement in &analysis.statements {
+                let mut prepared = MaskedStatement::new(&masks, statement);
+                self.cursor(statement, &mut prepared);
+                if let Some(refusal) = masks.refusal(statement, &prepared.masks) {
+                    masking_refused = Some(refusal);
+                    break;
+                }
+                statements.push(prepared);
+            }
+            masked = Some(statements);
+        }
+        let decided = match &masking_refused {
+            Some((rule, _)) => Ruling {
+                action: Action::Deny,
+                rule: Some(Arc::from(*rule)),
+            },
+            None => Ruling {
                 action: decision.action,
-                rule: decision.rule_id(),
+                rule: decision.rule.as_ref().map(|r| Arc::clone(&r.id)),
+            },
+        };
+        let names = masked_names(masked.as_deref());
+        let runs = events.and_then(|events| {
+            let recorded = Decided {
+                action: decided.action,
+                rule: decided.rule.as_deref(),
+                masked: &names,
             };
-            self.record(analysis, &decided, events)
+            self.record(analysis, &recorded, events)
         });
+        if let Some((rule, reason)) = masking_refused {
+            self.refused += 1;
+            warn!(rule, "statement refused by masking");
+            return (Checked::refuse(masking_refusal(rule, &reason)), decided);
+        }
         if decision.action == Action::Allow {
             for statement in &analysis.statements {
                 self.search_path.note(statement);
             }
-            return (Checked::forward(runs), decision);
+            if analysis.statements.iter().any(|s| s.class == Class::Ddl) && self.masks.is_some() {
+                self.catalog_changed();
+            }
+            let mut checked = Checked::forward(runs);
+            checked.masks = masked;
+            return (checked, decided);
         }
         self.refused += 1;
         let error = refusal(&decision, analysis);
-        (Checked::refuse(error), decision)
+        (Checked::refuse(error), decided)
+    }
+
+    /// A cursor's rows are the rows of the query it was declared for: a
+    /// FETCH is masked as that query, and as a source Vigil cannot know
+    /// when the cursor was not declared in this session's sight.
+    fn cursor(&mut self, statement: &Statement, prepared: &mut MaskedStatement) {
+        let Some(name) = &statement.properties.cursor else {
+            return;
+        };
+        match statement.kind {
+            Kind::DeclareCursor => {
+                self.cursors.insert(name.clone(), prepared.masks.clone());
+            }
+            Kind::Fetch => {
+                prepared.masks = self
+                    .cursors
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(crate::masking::StatementMasks::unknown);
+            }
+            Kind::ClosePortal if name.is_empty() => self.cursors.clear(),
+            Kind::ClosePortal => {
+                self.cursors.remove(name);
+            }
+            _ => {}
+        }
     }
 
     /// With audit on, the events of `analysis`'s statements and their numbers.
@@ -268,15 +392,45 @@ impl Gate {
             .then(|| self.audit.statements(analysis, decided, events))
     }
 
-    /// Picks up a reloaded policy.
+    /// Picks up a reloaded policy and a newly read catalog.
     fn refresh(&mut self) {
         let generation = self.state.generation();
-        if generation != self.generation {
+        let reloaded = generation != self.generation;
+        if reloaded {
             self.generation = generation;
             if let Some(policy) = session_policy(&self.state, &self.identity, &self.database) {
                 self.policy = policy;
             }
         }
+        let Some(masks) = &self.masks else { return };
+        let catalog = self.state.catalogs.version(&self.database);
+        if !reloaded && catalog == masks.catalog_version {
+            return;
+        }
+        let Some((latest, version)) = self.state.catalogs.latest(&self.database) else {
+            return;
+        };
+        let snapshot = self.state.snapshot();
+        let configured = snapshot.config.identity(&self.identity.name);
+        let groups = configured.map_or(&self.identity.groups, |c| &c.groups);
+        let subject = Subject {
+            name: &self.identity.name,
+            groups,
+            kind: self.identity.kind.as_str(),
+        };
+        // A reload that exempts the identity from every mask takes effect;
+        // one that masks a session which masked nothing does not (the
+        // catalog was never read for it): it starts with the next session.
+        self.masks = masks
+            .with_catalog(
+                &snapshot.config,
+                &subject,
+                &self.database,
+                latest,
+                version,
+                &self.state.analyzer,
+            )
+            .map(Arc::new);
     }
 
     fn refuse_analysis(&mut self, error: &AnalyzeError) -> Bytes {
@@ -330,10 +484,32 @@ fn opaque(text: String) -> Analysis {
             columns: Vec::new(),
             functions: Vec::new(),
             properties: Properties::default(),
+            outputs: None,
+            filters: Vec::new(),
+            written_from: Vec::new(),
             fingerprint: String::new(),
         }],
         tags: Default::default(),
     }
+}
+
+/// Per statement, the masked columns it reads.
+fn masked_names(masks: Option<&[MaskedStatement]>) -> Vec<Vec<String>> {
+    masks
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m.masks.masked.clone())
+        .collect()
+}
+
+/// The error a statement masking refuses gets.
+fn masking_refusal(rule: &str, reason: &str) -> Bytes {
+    let message = format!("Vigil refused this statement (rule {rule}): {reason}");
+    let hint = "Masked columns can be read (masked) but not used to pick, order, group or copy rows. Ask the owners of the Vigil policy for an exemption if you need their values.";
+    let report = Report::new(Severity::Error, "42501", &message).hint(hint);
+    let mut out = BytesMut::new();
+    backend::error_response(&mut out, &report);
+    out.freeze()
 }
 
 /// The error a refused text gets: SQLSTATE 42501, the rule and its reason,

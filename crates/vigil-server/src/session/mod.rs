@@ -19,6 +19,7 @@ use vigil_wire::backend;
 use vigil_wire::StartupPacket;
 
 use crate::cancel::{self, CancelRegistry, CancelTarget};
+use crate::masking::SessionMasks;
 use crate::shutdown::Phase;
 use crate::stream::Stream;
 use crate::upstream::{self, UpstreamError};
@@ -213,7 +214,14 @@ async fn establish(
         &db.name,
     );
     audit.session_started();
-    let gate = gate::Gate::new(state.clone(), Arc::new(identity), db.name.clone(), audit);
+    let masks = session_masks(state, &snapshot, &identity, db, cancel_target.tls.as_ref()).await?;
+    let gate = gate::Gate::new(
+        state.clone(),
+        Arc::new(identity),
+        db.name.clone(),
+        audit,
+        masks,
+    );
     Ok(Some(Established {
         upstream,
         max_message_bytes: config.server.max_message_bytes,
@@ -221,6 +229,48 @@ async fn establish(
         cancel_target,
         gate,
     }))
+}
+
+/// What `identity` sees masked on `db`, reading the upstream catalog first
+/// if no session has yet; `None` when it sees everything in clear.
+async fn session_masks(
+    state: &Arc<State>,
+    snapshot: &crate::state::Snapshot,
+    identity: &crate::Identity,
+    db: &vigil_config::Database,
+    tls: Option<&(tokio_rustls::TlsConnector, String)>,
+) -> Result<Option<Arc<SessionMasks>>, SessionError> {
+    let config = &snapshot.config;
+    let groups = config
+        .identity(&identity.name)
+        .map_or(&identity.groups, |c| &c.groups);
+    let subject = vigil_policy::Subject {
+        name: &identity.name,
+        groups,
+        kind: identity.kind.as_str(),
+    };
+    if !SessionMasks::applies(config, &subject, &db.name) {
+        return Ok(None);
+    }
+    let catalog = state
+        .catalogs
+        .get(db, tls)
+        .await
+        .map_err(|e| SessionError::Upstream {
+            database: db.name.clone(),
+            relay: None,
+            reason: format!("reading the catalog for masking: {e}"),
+        })?;
+    Ok(SessionMasks::new(
+        config,
+        Arc::clone(&snapshot.masking),
+        &subject,
+        &db.name,
+        catalog,
+        state.catalogs.version(&db.name),
+        &state.analyzer,
+    )
+    .map(Arc::new))
 }
 
 async fn relay(conn: ClientConn, established: Established, mut phase: watch::Receiver<Phase>) {

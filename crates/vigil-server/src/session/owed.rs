@@ -19,10 +19,11 @@ use vigil_wire::tags::{backend as b, frontend as f};
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sent {
     /// Parse, Bind, Describe, Execute or Close: each is answered by one
-    /// message of its own when it succeeds, or by an ErrorResponse.
-    Extended(Step),
+    /// message of its own when it succeeds, or by an ErrorResponse. With
+    /// the request's id.
+    Extended(Step, u64),
     Sync,
-    Query,
+    Query(u64),
     FunctionCall,
     /// CopyDone or CopyFail: ends the client's part of a COPY IN.
     CopyEnd,
@@ -67,7 +68,7 @@ impl Sent {
         matches!(
             self,
             Sent::Sync
-                | Sent::Query
+                | Sent::Query(_)
                 | Sent::FunctionCall
                 | Sent::Answered
                 | Sent::Refused {
@@ -82,7 +83,7 @@ impl Sent {
     fn extended(&self) -> bool {
         matches!(
             self,
-            Sent::Extended(_) | Sent::Refused { extended: true, .. }
+            Sent::Extended(..) | Sent::Refused { extended: true, .. }
         )
     }
 }
@@ -95,6 +96,8 @@ pub(crate) struct Owed {
     /// Audited statements the server is running or will run, in order: one
     /// per forwarded Query, Execute and FunctionCall that was given one.
     tickets: VecDeque<Ticket>,
+    /// The id of the last request forwarded.
+    next_id: u64,
 }
 
 /// What an audited request is waiting for: the statement sequence numbers
@@ -116,6 +119,8 @@ pub(crate) struct Completion {
     pub(crate) rows: Option<u64>,
     pub(crate) sqlstate: Option<String>,
     pub(crate) bytes: u64,
+    /// Values masked in its result, by column; filled in by the relay.
+    pub(crate) masked: std::collections::BTreeMap<String, u64>,
 }
 
 impl Ticket {
@@ -140,6 +145,7 @@ impl Ticket {
             rows: rows.or((self.rows > 0).then_some(self.rows)),
             sqlstate,
             bytes: self.bytes,
+            masked: Default::default(),
         };
         self.started = Instant::now();
         self.rows = 0;
@@ -160,26 +166,39 @@ impl Owed {
         !self.copy_in && self.sent.iter().any(|s| s.ends_with_ready())
     }
 
-    /// A client message was forwarded.
-    pub(crate) fn client_sent(&mut self, tag: u8) {
+    /// A client message was forwarded; returns the id its answers will
+    /// carry in [`front_request`](Self::front_request).
+    pub(crate) fn client_sent(&mut self, tag: u8) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
         let sent = match tag {
-            f::QUERY => Sent::Query,
+            f::QUERY => Sent::Query(id),
             f::FUNCTION_CALL => Sent::FunctionCall,
             // Ignored by the server while it is in COPY IN.
-            f::SYNC if self.copy_in => return,
+            f::SYNC if self.copy_in => return id,
             f::SYNC => Sent::Sync,
             f::COPY_DONE | f::COPY_FAIL => {
                 self.copy_in = false;
                 Sent::CopyEnd
             }
-            f::PARSE => Sent::Extended(Step::Parse),
-            f::BIND => Sent::Extended(Step::Bind),
-            f::DESCRIBE => Sent::Extended(Step::Describe),
-            f::EXECUTE => Sent::Extended(Step::Execute),
-            f::CLOSE => Sent::Extended(Step::Close),
-            _ => return,
+            f::PARSE => Sent::Extended(Step::Parse, id),
+            f::BIND => Sent::Extended(Step::Bind, id),
+            f::DESCRIBE => Sent::Extended(Step::Describe, id),
+            f::EXECUTE => Sent::Extended(Step::Execute, id),
+            f::CLOSE => Sent::Extended(Step::Close, id),
+            _ => return id,
         };
         self.sent.push_back(sent);
+        id
+    }
+
+    /// The id of the Query or extended-protocol message the server is
+    /// answering now, if that is what it is answering.
+    pub(crate) fn front_request(&self) -> Option<u64> {
+        match self.sent.front()? {
+            Sent::Query(id) | Sent::Extended(_, id) => Some(*id),
+            _ => None,
+        }
     }
 
     /// The message just forwarded with [`client_sent`](Self::client_sent)
@@ -228,14 +247,14 @@ impl Owed {
                     .and_then(|e| e.code().map(str::to_owned));
                 let front = self.sent.front()?;
                 match front {
-                    Sent::Query | Sent::FunctionCall => {
+                    Sent::Query(_) | Sent::FunctionCall => {
                         // The statements after the failed one do not run.
                         let ticket = self.tickets.front_mut()?;
                         let done = ticket.complete(None, sqlstate);
                         ticket.seqs.clear();
                         done
                     }
-                    Sent::Extended(Step::Execute) => {
+                    Sent::Extended(Step::Execute, _) => {
                         let mut ticket = self.tickets.pop_front()?;
                         self.skip_executes_after_error(1);
                         ticket.complete(None, sqlstate)
@@ -251,7 +270,7 @@ impl Owed {
                 // The request it ends: a Query's statements after an error,
                 // or never reached, did not run.
                 let ends = self.sent.iter().find(|s| s.ends_with_ready())?;
-                if matches!(ends, Sent::Query | Sent::FunctionCall) {
+                if matches!(ends, Sent::Query(_) | Sent::FunctionCall) {
                     self.tickets.pop_front();
                 }
                 None
@@ -275,7 +294,7 @@ impl Owed {
             .iter()
             .skip(skip)
             .take_while(|s| **s != Sent::Sync)
-            .filter(|s| **s == Sent::Extended(Step::Execute))
+            .filter(|s| matches!(s, Sent::Extended(Step::Execute, _)))
             .count();
         for _ in 0..skipped {
             self.tickets.pop_front();
@@ -338,7 +357,7 @@ impl Owed {
                 self.copy_in = end.is_none();
             }
             tag => {
-                if let Some(Sent::Extended(step)) = self.sent.front() {
+                if let Some(Sent::Extended(step, _)) = self.sent.front() {
                     if step.completed_by(tag) {
                         self.sent.pop_front();
                     }
@@ -373,7 +392,9 @@ mod tests {
         let mut owed = Owed::default();
         for &(side, tag) in steps {
             match side {
-                'c' => owed.client_sent(tag),
+                'c' => {
+                    owed.client_sent(tag);
+                }
                 _ => {
                     owed.server_sent(tag);
                 }

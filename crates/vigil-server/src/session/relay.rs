@@ -20,6 +20,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -35,6 +36,7 @@ use vigil_wire::{FrameReader, Next, TagSet, WireError};
 use super::audit::unavailable_report;
 use super::gate::{Checked, Gate, Verdict};
 use super::owed::{Owed, Ticket};
+use crate::masking::{Handling, Masker, Prepared as MaskedStatement, Source};
 use crate::shutdown::Phase;
 use crate::stream::Stream;
 use crate::SessionError;
@@ -90,6 +92,8 @@ struct Message {
     verdict: Verdict,
     /// The audited statements it runs, and their events' places in the batch.
     runs: Option<(Vec<u64>, Range<usize>)>,
+    /// What masking makes of its statements (a Query's, a Parse's).
+    masks: Option<Vec<MaskedStatement>>,
 }
 
 /// The audit log's answer for a batch of events, one result per event.
@@ -129,6 +133,8 @@ pub(crate) struct Relay {
     held: Option<Held>,
     /// An empty vector kept for the next batch of checked messages.
     spare: Vec<Message>,
+    /// Rewrites results in a session whose identity sees masked columns.
+    masker: Option<Masker>,
     pub(crate) stats: Stats,
 }
 
@@ -149,6 +155,13 @@ impl Relay {
         status: u8,
         gate: Gate,
     ) -> Relay {
+        // Rows are masked whole: in a masked session only rows larger than
+        // any client message stream (and are refused if they need masking).
+        let masker = gate.masks.is_some().then(Masker::new);
+        let stream_above = match masker {
+            Some(_) => STREAM_ABOVE.max(max_message_bytes),
+            None => STREAM_ABOVE,
+        };
         Relay {
             client,
             upstream,
@@ -160,7 +173,7 @@ impl Relay {
                 .accepting(FRONTEND_TAGS)
                 .streaming(FRONTEND_STREAMED, STREAM_ABOVE),
             upstream_frames: FrameReader::new(vigil_wire::frame::MAX_STREAMED_FRAME)
-                .streaming(BACKEND_STREAMED, STREAM_ABOVE),
+                .streaming(BACKEND_STREAMED, stream_above),
             client_unflushed: false,
             upstream_unflushed: false,
             owed: Owed::default(),
@@ -171,6 +184,7 @@ impl Relay {
             unsafe_setting: None,
             held: None,
             spare: Vec::new(),
+            masker,
             stats: Stats::default(),
         }
     }
@@ -337,6 +351,7 @@ impl Relay {
                         tag: Some(tag),
                         verdict: checked.verdict,
                         runs,
+                        masks: checked.masks,
                     });
                     if tag == f::TERMINATE {
                         break;
@@ -348,6 +363,7 @@ impl Relay {
                         tag: None,
                         verdict: Verdict::Forward,
                         runs: None,
+                        masks: None,
                     });
                     offset += len;
                 }
@@ -413,9 +429,13 @@ impl Relay {
             }
             match verdict {
                 Verdict::Forward => {
+                    let body = &self.from_client[message.range.start + 5..message.range.end];
+                    let id = self.owed.client_sent(tag);
+                    if let Some(masker) = &mut self.masker {
+                        masker_sent(masker, id, tag, body, message.masks);
+                    }
                     self.to_upstream
                         .extend_from_slice(&self.from_client[message.range]);
-                    self.owed.client_sent(tag);
                     if let Some(ticket) = ticket {
                         self.owed.expect(ticket);
                     }
@@ -465,7 +485,16 @@ impl Relay {
                     let frame = offset..offset + len;
                     offset += len;
                     let body = &self.from_upstream[frame.start + 5..frame.end];
-                    if let Some(done) = self.owed.completion(tag, body, len) {
+                    let handling = match (&mut self.masker, &self.gate.masks) {
+                        (Some(masker), Some(masks)) => {
+                            masker.observe(masks, self.owed.front_request(), tag, body)
+                        }
+                        _ => Handling::Pass,
+                    };
+                    if let Some(mut done) = self.owed.completion(tag, body, len) {
+                        if let Some(masker) = &mut self.masker {
+                            done.masked = masker.take_finished();
+                        }
                         self.gate.audit.completed(done);
                     }
                     if let Some(refusal) = self.owed.server_sent(tag) {
@@ -474,6 +503,23 @@ impl Relay {
                         self.to_client
                             .extend_from_slice(&self.from_upstream[copied..frame.start]);
                         self.to_client.extend_from_slice(&refusal);
+                        copied = frame.end;
+                    } else if let (Handling::Rewrite, Some(masker), Some(masks)) =
+                        (handling, &mut self.masker, &self.gate.masks)
+                    {
+                        self.to_client
+                            .extend_from_slice(&self.from_upstream[copied..frame.start]);
+                        if let Err(error) = masker.rewrite(
+                            masks,
+                            tag,
+                            &self.from_upstream[frame.clone()],
+                            &mut self.to_client,
+                        ) {
+                            tracing::warn!(%error, "server message could not be masked; session ends");
+                            break Err(WireError::Malformed {
+                                what: "server message that needed masking",
+                            });
+                        }
                         copied = frame.end;
                     }
                     match tag {
@@ -496,6 +542,16 @@ impl Relay {
                     end,
                 }) => {
                     offset += len;
+                    if start && self.masker.as_ref().is_some_and(|m| m.needs_whole(tag)) {
+                        // Fail closed: a value that needs masking is never
+                        // passed on unread.
+                        tracing::warn!(len, "a server message too large to mask; session ends");
+                        break Err(WireError::TooLarge {
+                            tag: char::from(tag),
+                            len,
+                            max: STREAM_ABOVE,
+                        });
+                    }
                     if start {
                         if let Some(done) = self.owed.completion(tag, &[], len) {
                             self.gate.audit.completed(done);
@@ -516,6 +572,12 @@ impl Relay {
                 Err(e) => break Err(e),
             }
         };
+        if self.masker.as_ref().is_some_and(|m| m.missed_oid) {
+            if let Some(masker) = &mut self.masker {
+                masker.missed_oid = false;
+            }
+            self.gate.catalog_changed();
+        }
         self.stats.bytes_out += offset as u64;
         self.to_client
             .extend_from_slice(&self.from_upstream[copied..offset]);
@@ -542,6 +604,44 @@ impl Relay {
     }
 }
 
+/// Tells the masker about a forwarded client message with protocol id `id`.
+fn masker_sent(
+    masker: &mut Masker,
+    id: u64,
+    tag: u8,
+    body: &[u8],
+    masks: Option<Vec<MaskedStatement>>,
+) {
+    let name = |rest: &[u8]| rest.split(|&b| b == 0).next().unwrap_or_default().to_vec();
+    match tag {
+        f::QUERY => masker.expect(id, Source::Query(masks)),
+        f::PARSE => {
+            let name = ParseMessage::parse(body).map_or(Vec::new(), |p| p.name.to_vec());
+            let prepared = masks.and_then(|m| m.into_iter().next()).map(Arc::new);
+            masker.parse(&name, prepared);
+        }
+        f::BIND => masker.bind(body),
+        f::DESCRIBE => {
+            if let Some((&kind, rest)) = body.split_first() {
+                masker.expect(
+                    id,
+                    Source::Describe {
+                        kind,
+                        name: name(rest),
+                    },
+                );
+            }
+        }
+        f::EXECUTE => masker.expect(id, Source::Execute { portal: name(body) }),
+        f::CLOSE => {
+            if let Some((&kind, rest)) = body.split_first() {
+                masker.close(kind, &name(rest));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The gate's verdict on one client message.
 fn check(
     gate: &mut Gate,
@@ -549,10 +649,7 @@ fn check(
     body: &[u8],
     events: &mut Vec<AuditEvent>,
 ) -> Result<Checked, WireError> {
-    let forward = |runs| Checked {
-        verdict: Verdict::Forward,
-        runs,
-    };
+    let forward = Checked::forward;
     Ok(match tag {
         f::QUERY => gate.query(query_text(body)?, events),
         f::PARSE => {

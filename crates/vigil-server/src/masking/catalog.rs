@@ -1,0 +1,311 @@
+//! What the upstream catalog says about the relations results come from:
+//! each relation's OID, schema, name, kind and columns, and each view's
+//! definition. RowDescription names a column's source by table OID and
+//! attribute number; this turns that into `schema.table.column`.
+//!
+//! One catalog per configured database, shared by its sessions and read on a
+//! connection of its own (Vigil's service role). A DDL statement seen by any
+//! session, or an OID no catalog knows, marks it stale; it is then read again
+//! in the background and sessions pick it up at their next statement. Until
+//! then an unknown OID is a source Vigil cannot know, and is masked.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
+use vigil_config::Database;
+use vigil_wire::fields::ErrorFields;
+use vigil_wire::tags::backend as b;
+use vigil_wire::{FrameReader, Next};
+
+use crate::upstream::{self, UpstreamError};
+
+/// Objects PostgreSQL creates at initdb have OIDs below this
+/// (`FirstNormalObjectId`): the system catalogs and `information_schema`.
+pub(crate) const FIRST_NORMAL_OID: u32 = 16384;
+/// A catalog older than this is read again at the next use.
+const MAX_AGE: Duration = Duration::from_secs(300);
+/// The largest catalog reply message Vigil accepts.
+const MAX_REPLY_FRAME: usize = 64 << 20;
+
+/// One relation with columns: table, view, materialized view, foreign table.
+#[derive(Debug, Clone)]
+pub(crate) struct RelationInfo {
+    pub(crate) schema: String,
+    pub(crate) name: String,
+    /// `r`, `p`, `v`, `m` or `f`, as in `pg_class.relkind`.
+    pub(crate) kind: char,
+    /// `(attnum, name, type OID)`, in attnum order, dropped columns left out.
+    pub(crate) columns: Vec<(i16, String, u32)>,
+    /// For views and materialized views: `pg_get_viewdef`.
+    pub(crate) definition: Option<String>,
+}
+
+impl RelationInfo {
+    pub(crate) fn is_view(&self) -> bool {
+        matches!(self.kind, 'v' | 'm')
+    }
+}
+
+/// The relations of one database at one moment.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    pub(crate) relations: HashMap<u32, RelationInfo>,
+    /// OIDs by relation name (any schema): unqualified names in SQL may
+    /// resolve to any of them.
+    pub(crate) by_name: HashMap<String, Vec<u32>>,
+}
+
+impl Catalog {
+    fn from_rows(rows: Vec<Vec<Option<String>>>) -> Result<Catalog, UpstreamError> {
+        let mut catalog = Catalog::default();
+        let bad = || UpstreamError::Protocol("unexpected catalog row".into());
+        for row in rows {
+            let [oid, schema, name, kind, attnum, attname, typid, definition] =
+                <[Option<String>; 8]>::try_from(row).map_err(|_| bad())?;
+            let oid: u32 = oid.and_then(|o| o.parse().ok()).ok_or_else(bad)?;
+            let attnum: i16 = attnum.and_then(|a| a.parse().ok()).ok_or_else(bad)?;
+            let typid: u32 = typid.and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+            let relation = catalog
+                .relations
+                .entry(oid)
+                .or_insert_with(|| RelationInfo {
+                    schema: schema.unwrap_or_default(),
+                    name: name.unwrap_or_default(),
+                    kind: kind.and_then(|k| k.chars().next()).unwrap_or('r'),
+                    columns: Vec::new(),
+                    definition: None,
+                });
+            relation
+                .columns
+                .push((attnum, attname.unwrap_or_default(), typid));
+            if definition.is_some() {
+                relation.definition = definition;
+            }
+        }
+        for (oid, relation) in &catalog.relations {
+            catalog
+                .by_name
+                .entry(relation.name.clone())
+                .or_default()
+                .push(*oid);
+        }
+        Ok(catalog)
+    }
+
+    /// The relations a name as written in SQL (`t` or `s.t`) may be.
+    pub(crate) fn named(&self, written: &str) -> Vec<(u32, &RelationInfo)> {
+        let (schema, name) = match written.rsplit_once('.') {
+            Some((schema, name)) => (Some(schema), name),
+            None => (None, written),
+        };
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|oid| {
+                let relation = self.relations.get(oid)?;
+                schema
+                    .is_none_or(|s| s == relation.schema)
+                    .then_some((*oid, relation))
+            })
+            .collect()
+    }
+}
+
+const CATALOG_QUERY: &str = "\
+SELECT c.oid, n.nspname, c.relname, c.relkind, a.attnum, a.attname, a.atttypid, \
+       CASE WHEN c.relkind IN ('v', 'm') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END \
+FROM pg_catalog.pg_class c \
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.oid >= 16384 \
+ORDER BY c.oid, a.attnum";
+
+/// One database's catalog, as sessions share it.
+#[derive(Default)]
+struct Entry {
+    current: Mutex<Option<(Arc<Catalog>, Instant)>>,
+    /// Bumped by every invalidation; a load started before one is stale.
+    invalidations: AtomicU64,
+    /// The invalidation count the current catalog was loaded after.
+    loaded_after: AtomicU64,
+    /// Bumped every time a new catalog is stored.
+    version: AtomicU64,
+    /// Held while loading, so concurrent sessions wait for one load.
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl Entry {
+    fn fresh(&self) -> Option<Arc<Catalog>> {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let (catalog, at) = current.as_ref()?;
+        let valid = self.loaded_after.load(Ordering::Acquire)
+            == self.invalidations.load(Ordering::Acquire)
+            && at.elapsed() < MAX_AGE;
+        valid.then(|| Arc::clone(catalog))
+    }
+}
+
+/// The catalogs of all configured databases, by client-facing name.
+#[derive(Default)]
+pub(crate) struct Catalogs {
+    entries: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+impl Catalogs {
+    fn entry(&self, database: &str) -> Arc<Entry> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(entries.entry(database.to_owned()).or_default())
+    }
+
+    /// A fresh catalog of `db`, read now if there is none.
+    pub(crate) async fn get(
+        &self,
+        db: &Database,
+        tls: Option<&(TlsConnector, String)>,
+    ) -> Result<Arc<Catalog>, UpstreamError> {
+        let entry = self.entry(&db.name);
+        if let Some(catalog) = entry.fresh() {
+            return Ok(catalog);
+        }
+        let _loading = entry.loading.lock().await;
+        if let Some(catalog) = entry.fresh() {
+            return Ok(catalog);
+        }
+        let after = entry.invalidations.load(Ordering::Acquire);
+        let catalog = Arc::new(load(db, tls).await?);
+        tracing::debug!(database = %db.name, relations = catalog.relations.len(), "catalog read");
+        *entry.current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Arc::clone(&catalog), Instant::now()));
+        entry.loaded_after.store(after, Ordering::Release);
+        entry.version.fetch_add(1, Ordering::AcqRel);
+        Ok(catalog)
+    }
+
+    /// The latest catalog of `database` (fresh or not) and its version,
+    /// without waiting.
+    pub(crate) fn latest(&self, database: &str) -> Option<(Arc<Catalog>, u64)> {
+        let entry = self.entry(database);
+        let version = entry.version.load(Ordering::Acquire);
+        let current = entry.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.as_ref().map(|(c, _)| (Arc::clone(c), version))
+    }
+
+    /// The version of the latest catalog of `database`.
+    pub(crate) fn version(&self, database: &str) -> u64 {
+        self.entry(database).version.load(Ordering::Acquire)
+    }
+
+    /// Whether the catalog of `database` should be read again.
+    pub(crate) fn stale(&self, database: &str) -> bool {
+        self.entry(database).fresh().is_none()
+    }
+
+    /// Something changed the relations of `database` (DDL, an OID nobody
+    /// knew): the next [`get`](Self::get) reads the catalog again.
+    pub(crate) fn invalidate(&self, database: &str) {
+        self.entry(database)
+            .invalidations
+            .fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Reads the catalog of `db` on a connection of its own.
+async fn load(
+    db: &Database,
+    tls: Option<&(TlsConnector, String)>,
+) -> Result<Catalog, UpstreamError> {
+    let mut upstream = upstream::connect(db, tls, &[("application_name", "vigil catalog")]).await?;
+    let rows = tokio::time::timeout(
+        Duration::from_millis(db.connect_timeout_ms.max(1_000) * 6),
+        simple_query(&mut upstream, CATALOG_QUERY),
+    )
+    .await
+    .map_err(|_| UpstreamError::Timeout(db.connect_timeout_ms.max(1_000) * 6))??;
+    let mut out = BytesMut::new();
+    vigil_wire::backend::terminate(&mut out);
+    let _ = upstream.stream.write_all(&out).await;
+    Catalog::from_rows(rows)
+}
+
+/// Runs one simple-protocol query and returns its rows, text format.
+async fn simple_query(
+    upstream: &mut upstream::Upstream,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, UpstreamError> {
+    let mut out = BytesMut::new();
+    vigil_wire::backend::query(&mut out, sql);
+    upstream.stream.write_all(&out).await?;
+    upstream.stream.flush().await?;
+    let mut inbuf = std::mem::take(&mut upstream.leftover);
+    let mut frames = FrameReader::new(MAX_REPLY_FRAME);
+    let mut rows = Vec::new();
+    let mut failure = None;
+    loop {
+        match frames
+            .next(&inbuf)
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+        {
+            Next::Frame { tag, len } => {
+                let frame = inbuf.split_to(len);
+                let body = &frame[vigil_wire::frame::HEADER_LEN..];
+                match tag {
+                    b::DATA_ROW => rows.push(data_row(body)?),
+                    b::ERROR_RESPONSE => {
+                        let fields = ErrorFields::parse(body)
+                            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                        failure = Some(UpstreamError::Refused {
+                            code: fields.code().unwrap_or("XX000").to_owned(),
+                            message: fields.message().unwrap_or("").to_owned(),
+                        });
+                    }
+                    b::READY_FOR_QUERY => {
+                        return match failure {
+                            Some(error) => Err(error),
+                            None => Ok(rows),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Next::Incomplete { .. } | Next::Chunk { .. } => {
+                if upstream.stream.read_buf(&mut inbuf).await? == 0 {
+                    return Err(UpstreamError::Protocol(
+                        "server closed the connection while the catalog was read".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn data_row(mut body: &[u8]) -> Result<Vec<Option<String>>, UpstreamError> {
+    let bad = || UpstreamError::Protocol("malformed DataRow in catalog reply".into());
+    if body.remaining() < 2 {
+        return Err(bad());
+    }
+    let count = body.get_i16();
+    let mut values = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        if body.remaining() < 4 {
+            return Err(bad());
+        }
+        let len = body.get_i32();
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let len = len as usize;
+        if body.remaining() < len {
+            return Err(bad());
+        }
+        values.push(Some(String::from_utf8_lossy(&body[..len]).into_owned()));
+        body.advance(len);
+    }
+    Ok(values)
+}

@@ -1,0 +1,524 @@
+//! Dynamic data masking in the session: which columns an identity sees
+//! masked, where each result column really comes from, and which statements
+//! would leak a masked value by other means.
+//!
+//! A result column's source is known three ways, best first: RowDescription's
+//! table OID and attribute number, looked up in the upstream [`catalog`]; the
+//! analyzer's lineage of the statement's output expressions; and, when
+//! neither pins it down, the statement as a whole: a column without a known
+//! source in a statement that reads a masked column anywhere is masked. What
+//! Vigil cannot see into (functions of the database's own, relations created
+//! since the catalog was read) is masked or refused, as policy says; and the
+//! content detectors look at every value whose source is unknown.
+
+pub(crate) mod catalog;
+mod results;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use vigil_config::{ColumnName, Config, DetectorName, StrategyName, UnknownLineage};
+use vigil_mask::{Detectors, MaskKey, Strategy};
+use vigil_policy::Subject;
+use vigil_sql::{ColumnRef, Statement};
+
+pub(crate) use catalog::{Catalog, Catalogs};
+pub(crate) use results::{Handling, Masker, Prepared, Source, Verdict};
+
+use catalog::FIRST_NORMAL_OID;
+
+/// Relations whose rows hold other columns' values: column statistics.
+const STATISTICS: &[&str] = &[
+    "pg_stats",
+    "pg_statistic",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
+    "pg_statistic_ext_data",
+];
+
+/// What the configuration's `[masking]` section builds once per load.
+pub(crate) struct MaskSetup {
+    pub(crate) key: Arc<MaskKey>,
+    pub(crate) detectors: Arc<Detectors>,
+    pub(crate) unknown: UnknownLineage,
+    pub(crate) inference_guard: bool,
+}
+
+impl MaskSetup {
+    pub(crate) fn build(config: &Config) -> Result<MaskSetup, String> {
+        let masking = &config.masking;
+        let key = match &masking.key {
+            Some(key) => MaskKey::new(key.expose().as_bytes()).map_err(|e| e.to_string())?,
+            // Only redaction-like strategies are configured (validation
+            // sees to it): any key will do, and none is kept.
+            None => {
+                let mut random = [0u8; 32];
+                rand::fill(&mut random);
+                MaskKey::new(&random).map_err(|e| e.to_string())?
+            }
+        };
+        let mut specs = Vec::new();
+        for detector in &masking.detectors {
+            let strategy = strategy(detector.strategy, detector.keep);
+            let kind = match detector.kind {
+                DetectorName::Email => vigil_mask::DetectorKind::Email,
+                DetectorName::Phone => vigil_mask::DetectorKind::Phone,
+                DetectorName::PaymentCard => vigil_mask::DetectorKind::PaymentCard,
+                DetectorName::UsSsn => vigil_mask::DetectorKind::UsSsn,
+                DetectorName::Iban => vigil_mask::DetectorKind::Iban,
+                DetectorName::Ipv4 => vigil_mask::DetectorKind::Ipv4,
+                DetectorName::Ipv6 => vigil_mask::DetectorKind::Ipv6,
+                DetectorName::Jwt => vigil_mask::DetectorKind::Jwt,
+                DetectorName::AwsAccessKey => vigil_mask::DetectorKind::AwsAccessKey,
+                DetectorName::PrivateKey => vigil_mask::DetectorKind::PrivateKey,
+                DetectorName::Regex => {
+                    specs.push(vigil_mask::DetectorSpec {
+                        pattern: vigil_mask::DetectorPattern::Regex {
+                            name: detector.name.clone().unwrap_or_default(),
+                            pattern: detector.pattern.clone().unwrap_or_default(),
+                        },
+                        strategy,
+                    });
+                    continue;
+                }
+            };
+            specs.push(vigil_mask::DetectorSpec::builtin(kind, strategy));
+        }
+        Ok(MaskSetup {
+            key: Arc::new(key),
+            detectors: Arc::new(Detectors::new(specs).map_err(|e| e.to_string())?),
+            unknown: masking.unknown_lineage,
+            inference_guard: masking.inference_guard,
+        })
+    }
+}
+
+/// The vigil-mask strategy for a configured one.
+pub(crate) fn strategy(name: StrategyName, keep: Option<u8>) -> Strategy {
+    match name {
+        StrategyName::Redact => Strategy::Redact,
+        StrategyName::KeepLast => Strategy::KeepLast(keep.unwrap_or(4)),
+        StrategyName::EmailDomain => Strategy::EmailDomain,
+        StrategyName::Hash => Strategy::Hash,
+        StrategyName::Null => Strategy::Null,
+        StrategyName::Preserve => Strategy::Preserve,
+    }
+}
+
+/// One column an identity sees masked, by name.
+#[derive(Debug, Clone)]
+struct MaskRule {
+    name: ColumnName,
+    strategy: Strategy,
+}
+
+/// What one session masks: the columns its identity does not see in clear,
+/// by name and by source OID, against one catalog.
+pub(crate) struct SessionMasks {
+    rules: Vec<MaskRule>,
+    /// Table and view columns by `(table OID, attnum)`.
+    by_source: HashMap<(u32, i16), Strategy>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) catalog_version: u64,
+    pub(crate) setup: Arc<MaskSetup>,
+    /// Content detectors run on columns of unknown source.
+    pub(crate) scan: bool,
+}
+
+impl SessionMasks {
+    /// The masks of `subject` on `database`; `None` when it sees everything
+    /// in clear.
+    pub(crate) fn new(
+        config: &Config,
+        setup: Arc<MaskSetup>,
+        subject: &Subject<'_>,
+        database: &str,
+        catalog: Arc<Catalog>,
+        catalog_version: u64,
+        analyzer: &vigil_sql::Analyzer,
+    ) -> Option<SessionMasks> {
+        let masking = &config.masking;
+        let rules: Vec<MaskRule> = masking
+            .columns_on(database)
+            .filter(|c| {
+                !c.exempt
+                    .as_ref()
+                    .unwrap_or(&masking.exempt)
+                    .includes(subject)
+            })
+            .filter_map(|c| {
+                Some(MaskRule {
+                    name: c.name.clone()?,
+                    strategy: strategy(c.strategy, c.keep),
+                })
+            })
+            .collect();
+        let scan = !masking.detectors.is_empty() && !masking.exempt.includes(subject);
+        if rules.is_empty() && !scan {
+            return None;
+        }
+        let mut masks = SessionMasks {
+            rules,
+            by_source: HashMap::new(),
+            catalog,
+            catalog_version,
+            setup,
+            scan,
+        };
+        masks.derive_views(analyzer);
+        masks.index_sources();
+        Some(masks)
+    }
+
+    /// Whether `subject` sees anything masked on `database`: cheap, no
+    /// catalog needed.
+    pub(crate) fn applies(config: &Config, subject: &Subject<'_>, database: &str) -> bool {
+        let masking = &config.masking;
+        let scan = !masking.detectors.is_empty() && !masking.exempt.includes(subject);
+        scan || masking.columns_on(database).any(|c| {
+            !c.exempt
+                .as_ref()
+                .unwrap_or(&masking.exempt)
+                .includes(subject)
+        })
+    }
+
+    /// The same masks against a newer catalog.
+    pub(crate) fn with_catalog(
+        &self,
+        config: &Config,
+        subject: &Subject<'_>,
+        database: &str,
+        catalog: Arc<Catalog>,
+        version: u64,
+        analyzer: &vigil_sql::Analyzer,
+    ) -> Option<SessionMasks> {
+        SessionMasks::new(
+            config,
+            Arc::clone(&self.setup),
+            subject,
+            database,
+            catalog,
+            version,
+            analyzer,
+        )
+    }
+
+    /// Whether anything at all is masked for this session (besides content
+    /// detection).
+    pub(crate) fn masks_columns(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// View columns computed from masked columns are masked too, as if
+    /// configured: a view over a view over `customers.ssn` included.
+    fn derive_views(&mut self, analyzer: &vigil_sql::Analyzer) {
+        if self.rules.is_empty() {
+            return;
+        }
+        let catalog = Arc::clone(&self.catalog);
+        let mut views: Vec<&catalog::RelationInfo> =
+            catalog.relations.values().filter(|r| r.is_view()).collect();
+        views.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        // Each round can only add; views nest a few levels deep at most.
+        for _ in 0..8 {
+            let mut added = false;
+            for view in &views {
+                let Some(definition) = &view.definition else {
+                    continue;
+                };
+                // Cheap first look: a view that names no masked column (or
+                // masked view) cannot compute from one.
+                if !self.rules.iter().any(|r| {
+                    definition.contains(&*r.name.column) || definition.contains(&*r.name.table)
+                }) {
+                    continue;
+                }
+                let Ok(analysis) = analyzer.analyze(definition) else {
+                    continue;
+                };
+                let Some(statement) = analysis.statements.first() else {
+                    continue;
+                };
+                let verdict = self.statement(statement);
+                for (i, (_, column, _)) in view.columns.iter().enumerate() {
+                    let strategy = match verdict.untraced(i, view.columns.len(), false) {
+                        Some(Verdict::Mask(strategy)) => strategy,
+                        _ => continue,
+                    };
+                    let name = ColumnName {
+                        schema: view.schema.clone(),
+                        table: view.name.clone(),
+                        column: column.clone(),
+                    };
+                    if !self.rules.iter().any(|r| r.name == name) {
+                        self.rules.push(MaskRule { name, strategy });
+                        added = true;
+                    }
+                }
+            }
+            if !added {
+                break;
+            }
+        }
+    }
+
+    fn index_sources(&mut self) {
+        for rule in &self.rules {
+            let catalog = Arc::clone(&self.catalog);
+            for (oid, relation) in
+                catalog.named(&format!("{}.{}", rule.name.schema, rule.name.table))
+            {
+                if let Some((attnum, _, _)) =
+                    relation.columns.iter().find(|c| c.1 == rule.name.column)
+                {
+                    self.by_source
+                        .entry((oid, *attnum))
+                        .or_insert(rule.strategy);
+                }
+            }
+        }
+    }
+
+    /// The strategy for values of `(table OID, attnum)`: `Ok(None)` for a
+    /// column seen in clear, `Err(())` when the catalog does not know the OID.
+    pub(crate) fn source(&self, table: u32, attnum: i16) -> Result<Option<Strategy>, ()> {
+        if table == 0 {
+            return Err(());
+        }
+        if table < FIRST_NORMAL_OID {
+            return Ok(None);
+        }
+        if !self.catalog.relations.contains_key(&table) {
+            return Err(());
+        }
+        Ok(self.by_source.get(&(table, attnum)).copied())
+    }
+
+    /// The rule a column reference hits, if any. `relations` are the
+    /// statement's, for references whose relation the text does not say.
+    fn hit(&self, column: &ColumnRef, relations: &[vigil_sql::Relation]) -> Option<&MaskRule> {
+        self.rules.iter().find(|rule| {
+            let column_matches = column.column == "*" || column.column == rule.name.column;
+            column_matches
+                && match &column.relation {
+                    Some(written) => names_table(written, &rule.name),
+                    None => relations
+                        .iter()
+                        .any(|r| names_table(&r.qualified_name(), &rule.name)),
+                }
+        })
+    }
+
+    /// Whether a table named `schema.table` has a masked column.
+    pub(crate) fn table_masked(&self, schema: Option<&str>, table: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.name.table == table && schema.is_none_or(|s| s == r.name.schema))
+    }
+
+    /// Whether a column is masked, by name (for error messages).
+    pub(crate) fn column_masked(
+        &self,
+        schema: Option<&str>,
+        table: Option<&str>,
+        column: &str,
+    ) -> bool {
+        self.rules.iter().any(|r| {
+            (column == "*" || r.name.column == column)
+                && table.is_none_or(|t| t == r.name.table)
+                && schema.is_none_or(|s| s == r.name.schema)
+        })
+    }
+
+    /// What masking makes of one statement.
+    pub(crate) fn statement(&self, statement: &Statement) -> StatementMasks {
+        let relations = &statement.relations;
+        let mut taint = None;
+        let mut masked = Vec::new();
+        let sources = statement
+            .columns
+            .iter()
+            .chain(statement.outputs.iter().flatten().flat_map(|o| &o.sources));
+        for column in sources {
+            if let Some(rule) = self.hit(column, relations) {
+                taint.get_or_insert(strength(column, rule));
+                let name = rule.name.to_string();
+                if !masked.contains(&name) {
+                    masked.push(name);
+                }
+            }
+        }
+        let outputs = statement.outputs.as_ref().and_then(|outputs| {
+            outputs.iter().all(|o| o.traced && !o.star).then(|| {
+                outputs
+                    .iter()
+                    .map(|o| {
+                        o.sources
+                            .iter()
+                            .find_map(|s| self.hit(s, relations).map(|r| strength(s, r)))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        });
+        let unknown_relation = statement.relations.iter().any(|r| {
+            let system = r
+                .schema
+                .as_deref()
+                .is_some_and(|s| s == "pg_catalog" || s == "information_schema")
+                || (r.schema.is_none() && r.name.starts_with("pg_"));
+            !system && self.catalog.named(&r.qualified_name()).is_empty()
+        });
+        let unknown = !statement.properties.opaque_functions.is_empty() || unknown_relation;
+        StatementMasks {
+            outputs,
+            taint,
+            unknown,
+            masked,
+        }
+    }
+
+    /// Why masking refuses `statement` for this session, if it does: it
+    /// would reveal masked values by inference or copy them elsewhere, or
+    /// its results' sources cannot be known and policy says refuse.
+    pub(crate) fn refusal(
+        &self,
+        statement: &Statement,
+        masks: &StatementMasks,
+    ) -> Option<(&'static str, String)> {
+        if !self.masks_columns() {
+            return None;
+        }
+        let relations = &statement.relations;
+        let reads_statistics = statement.relations.iter().any(|r| {
+            STATISTICS.contains(&r.name.as_str())
+                && r.schema.as_deref().is_none_or(|s| s == "pg_catalog")
+        });
+        if reads_statistics {
+            return Some((
+                "vigil.masking.statistics",
+                "column statistics hold values of masked columns".into(),
+            ));
+        }
+        if self.setup.inference_guard {
+            let wildcard = |c: &&ColumnRef| c.relation.is_none() && c.column == "*";
+            if let Some(rule) = statement
+                .filters
+                .iter()
+                .find_map(|c| self.hit(c, relations))
+                .or_else(|| {
+                    statement.filters.iter().find(wildcard).and_then(|_| {
+                        relations.iter().find_map(|r| {
+                            self.rules
+                                .iter()
+                                .find(|rule| names_table(&r.qualified_name(), &rule.name))
+                        })
+                    })
+                })
+            {
+                return Some((
+                    "vigil.masking.inference",
+                    format!(
+                        "{} is masked for you; filtering, joining, ordering or grouping on it would reveal its values",
+                        rule.name
+                    ),
+                ));
+            }
+            if let Some(rule) = statement
+                .written_from
+                .iter()
+                .find_map(|c| self.hit(c, relations))
+            {
+                return Some((
+                    "vigil.masking.copy",
+                    format!(
+                        "{} is masked for you; its values may not be copied into other data",
+                        rule.name
+                    ),
+                ));
+            }
+        }
+        if masks.unknown
+            && self.setup.unknown == UnknownLineage::Refuse
+            && statement.outputs.is_some()
+        {
+            return Some((
+                "vigil.masking.unknown-lineage",
+                "Vigil cannot tell where this statement's results come from, and masking policy refuses such statements".into(),
+            ));
+        }
+        None
+    }
+}
+
+/// How a value computed from `column` is masked when it hits `rule`: with
+/// the rule's strategy, or redacted whole when the reference is to a whole
+/// row (`row_to_json(c)`), which holds more than the one column.
+fn strength(column: &ColumnRef, rule: &MaskRule) -> Strategy {
+    if column.column == "*" {
+        Strategy::Redact
+    } else {
+        rule.strategy
+    }
+}
+
+/// Whether `written` (`t` or `s.t`, as SQL named it) can be `name`'s table.
+fn names_table(written: &str, name: &ColumnName) -> bool {
+    match written.rsplit_once('.') {
+        Some((schema, table)) => schema == name.schema && table == name.table,
+        None => written == name.table,
+    }
+}
+
+/// Masking's verdict on one statement, before its results are seen.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StatementMasks {
+    /// Per output column, when every one of them is traced: the strategy of
+    /// the masked column it is computed from, if any.
+    pub(crate) outputs: Option<Vec<Option<Strategy>>>,
+    /// The strategy of a masked column the statement reads anywhere.
+    pub(crate) taint: Option<Strategy>,
+    /// Some source is beyond what Vigil can see.
+    pub(crate) unknown: bool,
+    /// The masked columns it reads, `schema.table.column`.
+    pub(crate) masked: Vec<String>,
+}
+
+impl StatementMasks {
+    /// For results whose sources Vigil cannot know at all.
+    pub(crate) fn unknown() -> StatementMasks {
+        StatementMasks {
+            unknown: true,
+            ..StatementMasks::default()
+        }
+    }
+
+    /// The verdict for output `i` of `fields`, when the outputs line up.
+    pub(crate) fn output(&self, i: usize, fields: usize) -> Option<Strategy> {
+        let outputs = self.outputs.as_ref()?;
+        if outputs.len() != fields {
+            return None;
+        }
+        outputs.get(i).copied().flatten()
+    }
+
+    /// How a result column without a known table source is treated.
+    pub(crate) fn untraced(&self, i: usize, fields: usize, scan: bool) -> Option<Verdict> {
+        if let Some(outputs) = &self.outputs {
+            if outputs.len() == fields {
+                return match outputs[i] {
+                    Some(strategy) => Some(Verdict::Mask(strategy)),
+                    None if self.unknown => Some(Verdict::Mask(Strategy::Redact)),
+                    None => None,
+                };
+            }
+        }
+        if let Some(strategy) = self.taint {
+            return Some(Verdict::Mask(strategy));
+        }
+        if self.unknown {
+            return Some(Verdict::Mask(Strategy::Redact));
+        }
+        scan.then_some(Verdict::Scan)
+    }
+}
