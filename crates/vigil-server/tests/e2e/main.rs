@@ -8,6 +8,7 @@ mod bad_input;
 mod client_tls;
 mod clients;
 mod impostor;
+mod masking;
 mod policy;
 mod psql;
 mod python;
