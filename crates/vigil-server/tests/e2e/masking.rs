@@ -306,7 +306,9 @@ fn psql(proxy: &Proxy, user: &str, commands: &[&str]) -> Seen {
     const NULL: &str = "\u{2400}";
     const SEP: &str = "\u{1f}";
     let null = format!("null={NULL}");
+    // Quiet: no command tags ("UPDATE 1") among the rows.
     let mut args = vec![
+        "-q",
         "-A",
         "-t",
         "-F",

@@ -46,18 +46,18 @@ async fn inference_through_masked_columns_is_refused_for_agent_only() {
     let proxy = shop.proxy("");
     let agent = proxy.connect("agent", AGENT_PASSWORD).await;
     let alice = proxy.connect("alice", ALICE_PASSWORD).await;
+    // Every attack is tried before failing, so a failure lists them all.
+    let mut answered = Vec::new();
     for sql in INFERENCE {
         for s in agent_sees(&shop, &proxy, &agent, sql).await {
-            assert!(
-                s.refused_by("vigil.masking.inference"),
-                "{sql} via {:?}: {:?}",
-                s.via,
-                s.result
-            );
+            if !s.refused_by("vigil.masking.inference") {
+                answered.push(format!("{sql} via {:?}: {:?}", s.via, s.result));
+            }
         }
         let s = run(&proxy, &alice, "alice", Via::Binary, sql).await;
         assert!(s.result.is_ok(), "alice: {sql}: {:?}", s.result);
     }
+    assert!(answered.is_empty(), "answered:\n{}", answered.join("\n"));
     // A parameter instead of a literal changes nothing.
     let sql = "SELECT id FROM shop.customers WHERE ssn = $1";
     let refused = Failure::from(agent.query(sql, &[&SSN]).await.unwrap_err());
@@ -109,16 +109,15 @@ async fn copying_masked_values_elsewhere_is_refused() {
         "INSERT INTO shop.customers (id, full_name, email, ssn, notes) SELECT 7777, 'x', 'q@example.com', '899-11-1111', ssn FROM shop.customers WHERE id = 1",
         to_file.as_str(),
     ];
+    let mut answered = Vec::new();
     for sql in copies {
         for s in agent_sees(&shop, &proxy, &agent, sql).await {
-            assert!(
-                s.refused_by("vigil.masking.copy"),
-                "{sql} via {:?}: {:?}",
-                s.via,
-                s.result
-            );
+            if !s.refused_by("vigil.masking.copy") {
+                answered.push(format!("{sql} via {:?}: {:?}", s.via, s.result));
+            }
         }
     }
+    assert!(answered.is_empty(), "answered:\n{}", answered.join("\n"));
     // Nothing was copied anywhere.
     assert_eq!(
         shop.db.direct_sql(
@@ -145,7 +144,9 @@ async fn column_statistics_are_refused_for_agent() {
         "mask_stats",
         "ALTER TABLE shop.customers ALTER COLUMN email SET STATISTICS 1000;
          ANALYZE shop.customers;
-         CREATE VIEW shop.stats AS SELECT * FROM pg_catalog.pg_stats;",
+         CREATE VIEW shop.stats AS
+             SELECT attname, histogram_bounds::text AS hb, most_common_vals::text AS mcv
+             FROM pg_catalog.pg_stats;",
     );
     let proxy = shop.proxy("");
     let agent = proxy.connect("agent", AGENT_PASSWORD).await;
@@ -174,7 +175,7 @@ async fn column_statistics_are_refused_for_agent() {
         &shop,
         &proxy,
         &agent,
-        "SELECT histogram_bounds::text FROM shop.stats WHERE attname IN ('ssn', 'email')",
+        "SELECT hb, mcv FROM shop.stats WHERE attname IN ('ssn', 'email')",
     )
     .await;
     let bounds = binary(&alice, direct[1])

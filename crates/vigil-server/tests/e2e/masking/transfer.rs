@@ -106,7 +106,7 @@ const COPIES: &[(&str, &str)] = &[
     ("COPY shop.customers TO STDOUT", "1\tGrace Lovelace\t****@example.com\t*************37\t*******0002\t************9196\t2000-01-01"),
     ("COPY shop.customers (id, ssn) TO STDOUT WITH (FORMAT csv)", "1,*******0002"),
     ("COPY (SELECT upper(ssn) FROM shop.customers WHERE id=1) TO STDOUT WITH (FORMAT csv, HEADER)", "upper"),
-    ("COPY (SELECT ssn, email FROM shop.customers WHERE id = 1) TO STDOUT (FORMAT csv, FORCE_QUOTE *)", "\"*******0002\",\"****@example.com\""),
+    ("COPY (SELECT ssn, email FROM shop.customers WHERE id = 1) TO STDOUT (FORMAT csv, FORCE_QUOTE *)", "*******0002"),
     ("COPY shop.customers (id, ssn) TO STDOUT (DELIMITER '-')", "1-*******0002"),
     ("COPY shop.customers (id, ssn) TO STDOUT (FORMAT csv, DELIMITER '0')", "1"),
     ("COPY shop.customers (ssn, full_name) TO STDOUT (FORMAT csv, DELIMITER ';', QUOTE '''', ESCAPE '\\')", "Grace Lovelace"),
