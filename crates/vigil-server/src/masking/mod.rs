@@ -227,6 +227,24 @@ impl SessionMasks {
                 let Some(definition) = &view.definition else {
                     continue;
                 };
+                // A view over column statistics holds other columns' values.
+                if STATISTICS.iter().any(|s| definition.contains(s)) {
+                    for (_, column, _) in &view.columns {
+                        let name = ColumnName {
+                            schema: view.schema.clone(),
+                            table: view.name.clone(),
+                            column: column.clone(),
+                        };
+                        if !self.rules.iter().any(|r| r.name == name) {
+                            self.rules.push(MaskRule {
+                                name,
+                                strategy: Strategy::Redact,
+                            });
+                            added = true;
+                        }
+                    }
+                    continue;
+                }
                 // Cheap first look: a view that names no masked column (or
                 // masked view) cannot compute from one.
                 if !self.rules.iter().any(|r| {
@@ -242,8 +260,24 @@ impl SessionMasks {
                 };
                 let verdict = self.statement(statement);
                 for (i, (_, column, _)) in view.columns.iter().enumerate() {
-                    let strategy = match verdict.untraced(i, view.columns.len(), false) {
-                        Some(Verdict::Mask(strategy)) => strategy,
+                    // A view's plain column (`c.email`) is that column, and
+                    // masked as it is; anything computed is masked as such.
+                    let plain = statement
+                        .outputs
+                        .as_ref()
+                        .filter(|o| o.len() == view.columns.len())
+                        .and_then(|o| match o[i].sources.as_slice() {
+                            [source]
+                                if o[i].traced
+                                    && !o[i].star
+                                    && o[i].name.as_deref() == Some(source.column.as_str()) =>
+                            {
+                                self.hit(source, &statement.relations).map(|r| r.strategy)
+                            }
+                            _ => None,
+                        });
+                    let strategy = match (plain, verdict.untraced(i, view.columns.len(), false)) {
+                        (Some(strategy), _) | (None, Some(Verdict::Mask(strategy))) => strategy,
                         _ => continue,
                     };
                     let name = ColumnName {
@@ -308,6 +342,24 @@ impl SessionMasks {
                         .any(|r| names_table(&r.qualified_name(), &rule.name)),
                 }
         })
+    }
+
+    /// Whether `column` is a column of one of the statement's relations, as
+    /// the catalog knows them (not of a subquery, CTE or function).
+    fn known_column(&self, column: &ColumnRef, relations: &[vigil_sql::Relation]) -> bool {
+        if column.column == "*" {
+            return column.relation.is_some();
+        }
+        let has = |written: &str| {
+            self.catalog
+                .named(written)
+                .iter()
+                .any(|(_, r)| r.columns.iter().any(|c| c.1 == column.column))
+        };
+        match &column.relation {
+            Some(written) => has(written),
+            None => relations.iter().any(|r| has(&r.qualified_name())),
+        }
     }
 
     /// Whether a table named `schema.table` has a masked column.
@@ -400,7 +452,45 @@ impl SessionMasks {
                 "column statistics hold values of masked columns".into(),
             ));
         }
+        if matches!(statement.kind, vigil_sql::Kind::Do | vigil_sql::Kind::Call) {
+            return Some((
+                "vigil.masking.opaque",
+                "Vigil cannot see what this code reads or where it writes, so masked values could leave through it".into(),
+            ));
+        }
+        let copies_masked =
+            masks.taint.is_some() || masks.outputs.iter().flatten().any(Option::is_some);
+        if let (Some(copy), true) = (&statement.properties.copy, copies_masked) {
+            if copy.direction == vigil_sql::CopyDirection::To && !copy.stdio {
+                return Some((
+                    "vigil.masking.copy",
+                    format!(
+                        "{} is masked for you; COPY to a server file or program would write it in clear",
+                        masks.masked.first().map_or("a column", String::as_str)
+                    ),
+                ));
+            }
+        }
         if self.setup.inference_guard {
+            // A filter on a column of a subquery, CTE or function may be a
+            // masked column under another name: with a masked column read
+            // anywhere in the statement, it is treated as one.
+            if let (Some(_), Some(column)) = (
+                masks.taint,
+                statement
+                    .filters
+                    .iter()
+                    .find(|c| !self.known_column(c, relations)),
+            ) {
+                return Some((
+                    "vigil.masking.inference",
+                    format!(
+                        "{} is masked for you, and this statement filters, joins, orders or groups on {}, which Vigil cannot tell apart from it",
+                        masks.masked.first().map_or("a column it reads", String::as_str),
+                        column.column
+                    ),
+                ));
+            }
             let wildcard = |c: &&ColumnRef| c.relation.is_none() && c.column == "*";
             if let Some(rule) = statement
                 .filters
@@ -451,14 +541,17 @@ impl SessionMasks {
     }
 }
 
-/// How a value computed from `column` is masked when it hits `rule`: with
-/// the rule's strategy, or redacted whole when the reference is to a whole
-/// row (`row_to_json(c)`), which holds more than the one column.
+/// How a value computed from a masked column is masked. Strategies that
+/// keep part of a value would keep all of a short derived one (`left(ssn,
+/// 3)` under `keep_last`, `'x@' || ssn` under `email_domain`): those redact
+/// it whole. The others map a whole value to one that reveals nothing
+/// (hash and preserve keep only equality), derived or not; a whole-row
+/// reference (`row_to_json(c)`) is redacted.
 fn strength(column: &ColumnRef, rule: &MaskRule) -> Strategy {
-    if column.column == "*" {
-        Strategy::Redact
-    } else {
-        rule.strategy
+    match rule.strategy {
+        _ if column.column == "*" => Strategy::Redact,
+        Strategy::KeepLast(_) | Strategy::EmailDomain => Strategy::Redact,
+        strategy => strategy,
     }
 }
 

@@ -542,15 +542,12 @@ fn copy_plan(session: &SessionMasks, prepared: Option<&Prepared>, body: &[u8]) -
             delimiter: single_byte(options.delimiter.as_deref(), b','),
             quote: single_byte(options.quote.as_deref(), b'"'),
             escape: single_byte(options.escape.as_deref().or(options.quote.as_deref()), b'"'),
-            null: options.null.clone().unwrap_or_default().into_bytes(),
+            null: null_marker(options.null.as_deref(), ""),
             header: options.header,
         },
         (_, options) => CopyFormat::Text {
             delimiter: single_byte(options.and_then(|o| o.delimiter.as_deref()), b'\t'),
-            null: options
-                .and_then(|o| o.null.clone())
-                .unwrap_or_else(|| "\\N".to_owned())
-                .into_bytes(),
+            null: null_marker(options.and_then(|o| o.null.as_deref()), "\\N"),
         },
     };
     let binary = overall == 1;
@@ -589,6 +586,17 @@ fn copy_plan(session: &SessionMasks, prepared: Option<&Prepared>, body: &[u8]) -
         Arc::clone(&session.setup.detectors),
     );
     Some(Current::Copy(plan, names))
+}
+
+/// The NULL marker the COPY rewriter looks for. A marker of the client's
+/// own choosing could equal a value (`NULL '101-02-0002'`), which would then
+/// pass as a NULL: so with one, nothing is taken for NULL (no value holds a
+/// zero byte) and every field of a masked column is masked, NULLs included.
+fn null_marker(chosen: Option<&str>, default: &str) -> Vec<u8> {
+    match chosen {
+        Some(marker) if marker != default => vec![0],
+        _ => default.as_bytes().to_vec(),
+    }
 }
 
 /// PostgreSQL's `text` type.

@@ -124,6 +124,8 @@ pub(crate) struct Found {
 
 #[derive(Default)]
 pub(crate) struct Lineage<'a> {
+    /// Depths of the CASE conditions the walk is inside.
+    conditions: Vec<usize>,
     scopes: Vec<Scope<'a>>,
     /// Scopes the walk is inside, with the depth of their node.
     open: Vec<(usize, usize)>,
@@ -214,6 +216,12 @@ impl<'a> Lineage<'a> {
                 "agg_order" | "agg_filter" | "over",
             )
             | (Some(NodeRef::CopyStmt(_)), "where_clause") => sink = Sink::Filter,
+            // A CASE's conditions pick which value comes out: they feed the
+            // output and are a filter by another name too (`CASE WHEN ssn
+            // LIKE '1%' THEN 'yes' END` says what the SSN starts with).
+            (Some(NodeRef::CaseWhen(_)), "expr") | (Some(NodeRef::CaseExpr(_)), "arg") => {
+                self.conditions.push(depth);
+            }
             (Some(NodeRef::InsertStmt(_)), "select_stmt")
             | (Some(NodeRef::UpdateStmt(_)), "target_list")
             | (Some(NodeRef::MergeWhenClause(_)), "target_list" | "values")
@@ -284,6 +292,9 @@ impl<'a> Lineage<'a> {
 
     /// After the collector left the node at `depth`.
     pub(crate) fn leave(&mut self, depth: usize) {
+        if self.conditions.last() == Some(&depth) {
+            self.conditions.pop();
+        }
         if self.contexts.last().is_some_and(|c| c.depth == depth) {
             self.contexts.pop();
         }
@@ -374,6 +385,13 @@ impl<'a> Lineage<'a> {
                         sink,
                         reference: Reference::Column(column),
                     });
+                    if !self.conditions.is_empty() && sink != Sink::Filter {
+                        self.pending.push(Pending {
+                            scope,
+                            sink: Sink::Filter,
+                            reference: Reference::Column(column),
+                        });
+                    }
                 }
                 return;
             }

@@ -404,3 +404,19 @@ fn laundering_through_nested_statements() {
     assert_eq!(outputs(&s)[0].sources, []);
     assert_eq!(outputs(&s)[0].name.as_deref(), Some("exists"));
 }
+
+#[test]
+fn case_conditions_are_filters() {
+    let s = one("SELECT CASE WHEN ssn LIKE '101%' THEN 'yes' ELSE 'no' END FROM customers");
+    assert!(
+        s.filters.contains(&col("customers", "ssn")),
+        "{:?}",
+        s.filters
+    );
+    let s = one("SELECT CASE ssn WHEN '1' THEN name END FROM customers");
+    assert!(
+        s.filters.contains(&col("customers", "ssn")),
+        "{:?}",
+        s.filters
+    );
+}
