@@ -121,6 +121,7 @@ fn rule() -> Arc<Rule> {
             origin: "built-in".into(),
             when: When::default(),
             unless: Subjects::default(),
+            mask: Vec::new(),
         })
     })
     .clone()

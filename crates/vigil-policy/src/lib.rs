@@ -133,6 +133,20 @@ impl Policy {
                         format!("rule id {:?} is used twice", config.id),
                     ));
                 }
+                if !config.mask.is_empty()
+                    && (config.action != Action::Allow || config.when.about_statements())
+                {
+                    problems.push(problem(
+                        "mask",
+                        "a rule that masks must have action = \"allow\" and a `when` about who and where only (identities, groups, identity_kinds, databases, labels): masks apply to whole sessions".into(),
+                    ));
+                }
+                if let Some(column) = config.mask.iter().find(|c| c.split('.').count() != 3) {
+                    problems.push(problem(
+                        "mask",
+                        format!("{column:?} is not schema.table.column"),
+                    ));
+                }
                 if config.approvers.is_some() && config.action != Action::Review {
                     problems.push(problem(
                         "approvers",
@@ -162,6 +176,15 @@ impl Policy {
 
     pub fn rules(&self) -> &[Arc<Rule>] {
         &self.rules
+    }
+
+    /// The columns rules mask for `subject` on `target`.
+    pub fn masks_for(&self, subject: &Subject<'_>, target: &Target<'_>) -> Vec<&str> {
+        self.rules
+            .iter()
+            .filter(|rule| !rule.mask.is_empty() && rule.applies_to(subject, target))
+            .flat_map(|rule| rule.mask.iter().map(String::as_str))
+            .collect()
     }
 
     /// The rules that can apply to `subject` on `target`, for one session.
@@ -196,5 +219,6 @@ fn build(config: RuleConfig, origin: &str, pack: Option<&PolicySettings>) -> Rul
         origin: origin.to_owned(),
         when,
         unless,
+        mask: config.mask,
     }
 }

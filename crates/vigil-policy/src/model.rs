@@ -74,6 +74,12 @@ pub struct RuleConfig {
     /// Who may approve a `review` (honoured once approvals exist).
     #[serde(default)]
     pub approvers: Option<Approvers>,
+    /// Columns (`schema.table.column`) masked in the sessions the rule
+    /// applies to, whatever `[masking]` exempts. Only for `allow` rules whose
+    /// `when` names who and where (identities, groups, kinds, databases,
+    /// labels): masking is decided per session.
+    #[serde(default)]
+    pub mask: Vec<String>,
 }
 
 /// What a rule matches. Every key given must match; within a list, any entry.
@@ -121,6 +127,17 @@ pub struct PropertyMatch {
     /// `"from"` (into the database) or `"to"` (out of it).
     pub copy_direction: Option<CopyDirectionName>,
     pub explain_analyze: Option<bool>,
+}
+
+impl When {
+    /// Whether it asks anything of the statement (not only of the session).
+    pub fn about_statements(&self) -> bool {
+        !self.classes.is_empty()
+            || !self.kinds.is_empty()
+            || !self.relations.is_empty()
+            || !self.functions.is_empty()
+            || !self.properties.is_empty()
+    }
 }
 
 impl PropertyMatch {

@@ -20,6 +20,8 @@ pub struct Rule {
     pub origin: String,
     pub(crate) when: When,
     pub(crate) unless: Subjects,
+    /// Columns masked in the sessions it applies to.
+    pub mask: Vec<String>,
 }
 
 impl Rule {

@@ -400,3 +400,45 @@ fn explain_reads_well() {
     );
     assert!(text.contains("ticket=\"OPS-12\""), "{text}");
 }
+
+#[test]
+fn a_rule_that_masks_must_allow_and_be_about_sessions_only() {
+    let toml = r#"
+[[rules]]
+id = "masks-per-statement"
+when = { kinds = ["select"] }
+action = "allow"
+mask = ["shop.customers.ssn"]
+
+[[rules]]
+id = "masks-and-denies"
+action = "deny"
+mask = ["shop.customers.ssn"]
+
+[[rules]]
+id = "bad-name"
+action = "allow"
+mask = ["customers.ssn"]
+
+[[rules]]
+id = "fine"
+when = { groups = ["ai-agents"] }
+action = "allow"
+mask = ["shop.customers.ssn"]
+"#;
+    let file: RuleFile = toml::from_str(toml).unwrap();
+    let problems = Policy::new(
+        &PolicySettings::default(),
+        vec![RuleSource {
+            origin: "t.toml".into(),
+            rules: file.rules,
+        }],
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["rules[0].mask", "rules[1].mask", "rules[2].mask"],
+        "{problems:?}"
+    );
+}

@@ -105,6 +105,19 @@ pub(crate) fn strategy(name: StrategyName, keep: Option<u8>) -> Strategy {
     }
 }
 
+/// The columns policy rules mask for `subject` on `database`.
+fn rule_masks<'a>(config: &'a Config, subject: &Subject<'_>, database: &str) -> Vec<&'a str> {
+    let Some(db) = config.database(database) else {
+        return Vec::new();
+    };
+    let target = vigil_policy::Target {
+        name: &db.name,
+        labels: &db.labels,
+        default: db.default_action,
+    };
+    config.compiled_policy.masks_for(subject, &target)
+}
+
 /// One column an identity sees masked, by name.
 #[derive(Debug, Clone)]
 struct MaskRule {
@@ -138,7 +151,7 @@ impl SessionMasks {
         analyzer: &vigil_sql::Analyzer,
     ) -> Option<SessionMasks> {
         let masking = &config.masking;
-        let rules: Vec<MaskRule> = masking
+        let mut rules: Vec<MaskRule> = masking
             .columns_on(database)
             .filter(|c| {
                 !c.exempt
@@ -153,6 +166,21 @@ impl SessionMasks {
                 })
             })
             .collect();
+        // Rules that mask for this session: with the column's configured
+        // strategy if it has one, else redacted.
+        for column in rule_masks(config, subject, database) {
+            let Some(name) = ColumnName::parse(column) else {
+                continue;
+            };
+            if rules.iter().any(|r| r.name == name) {
+                continue;
+            }
+            let configured = masking
+                .columns_on(database)
+                .find(|c| c.name.as_ref() == Some(&name));
+            let strategy = configured.map_or(Strategy::Redact, |c| strategy(c.strategy, c.keep));
+            rules.push(MaskRule { name, strategy });
+        }
         let scan = !masking.detectors.is_empty() && !masking.exempt.includes(subject);
         if rules.is_empty() && !scan {
             return None;
@@ -180,7 +208,7 @@ impl SessionMasks {
                 .as_ref()
                 .unwrap_or(&masking.exempt)
                 .includes(subject)
-        })
+        }) || !rule_masks(config, subject, database).is_empty()
     }
 
     /// The same masks against a newer catalog.

@@ -703,3 +703,98 @@ fn parse_copy_out(mut body: &[u8]) -> Option<(u8, usize)> {
     let count = body.get_i16().max(0) as usize;
     Some((overall, count))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+
+    fn bind(portal: &str, statement: &str, params: &[Option<&[u8]>], results: &[i16]) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        b.put_slice(portal.as_bytes());
+        b.put_u8(0);
+        b.put_slice(statement.as_bytes());
+        b.put_u8(0);
+        b.put_i16(1);
+        b.put_i16(1);
+        b.put_i16(params.len() as i16);
+        for param in params {
+            match param {
+                Some(value) => {
+                    b.put_i32(value.len() as i32);
+                    b.put_slice(value);
+                }
+                None => b.put_i32(-1),
+            }
+        }
+        b.put_i16(results.len() as i16);
+        for format in results {
+            b.put_i16(*format);
+        }
+        b.to_vec()
+    }
+
+    #[test]
+    fn bind_gives_names_and_result_formats_past_the_parameters() {
+        let body = bind("p", "s1", &[Some(b"42"), None, Some(b"")], &[0, 1]);
+        assert_eq!(
+            parse_bind(&body),
+            Some((b"p".to_vec(), b"s1".to_vec(), vec![0, 1]))
+        );
+        // Truncated anywhere: no answer, no panic.
+        for end in 0..body.len() {
+            let _ = parse_bind(&body[..end]);
+        }
+        // A parameter length past the end.
+        let mut lying = bind("", "", &[Some(b"1234")], &[]);
+        let at = lying.len() - 2 - 4 - 4;
+        lying[at..at + 4].copy_from_slice(&1000i32.to_be_bytes());
+        assert_eq!(parse_bind(&lying), None);
+    }
+
+    #[test]
+    fn result_formats_follow_the_protocol_rule() {
+        assert!(!format_of(&[], 3));
+        assert!(format_of(&[1], 3));
+        assert!(format_of(&[0, 1], 1));
+        assert!(!format_of(&[0, 1], 0));
+        assert!(!format_of(&[0, 1], 5));
+    }
+
+    #[test]
+    fn row_descriptions_parse_and_truncations_do_not() {
+        let mut b = BytesMut::new();
+        b.put_i16(2);
+        for (name, table, attnum, ty, format) in
+            [("ssn", 16500u32, 5i16, 25u32, 0i16), ("n", 0, 0, 23, 1)]
+        {
+            b.put_slice(name.as_bytes());
+            b.put_u8(0);
+            b.put_u32(table);
+            b.put_i16(attnum);
+            b.put_u32(ty);
+            b.put_i16(-1);
+            b.put_i32(-1);
+            b.put_i16(format);
+        }
+        let fields = parse_row_description(&b).expect("parses");
+        assert_eq!(fields.len(), 2);
+        assert_eq!(
+            (fields[0].table, fields[0].attnum, fields[0].type_oid),
+            (16500, 5, 25)
+        );
+        assert!(!fields[0].binary && fields[1].binary);
+        for end in 0..b.len() {
+            assert!(parse_row_description(&b[..end]).is_none() || end == 0);
+        }
+    }
+
+    #[test]
+    fn a_null_marker_of_the_clients_own_matches_nothing() {
+        assert_eq!(null_marker(None, "\\N"), b"\\N");
+        assert_eq!(null_marker(Some("\\N"), "\\N"), b"\\N");
+        assert_eq!(null_marker(Some("101-02-0002"), "\\N"), vec![0]);
+        assert_eq!(null_marker(Some(""), ""), b"");
+        assert_eq!(null_marker(Some("NULL"), ""), vec![0]);
+    }
+}

@@ -302,3 +302,30 @@ async fn columns_that_are_not_masked_are_untouched() {
         }
     }
 }
+
+/// A policy rule can mask for whole sessions: here full names for every
+/// agent on this database, although `[masking]` leaves them clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_masks_columns_for_the_sessions_it_applies_to() {
+    let shop = Shop::create("mask_rule", "");
+    let rule = r#"
+[[rules]]
+id = "agents-see-no-names"
+when = { identity_kinds = ["agent"], databases = ["demo"] }
+action = "allow"
+mask = ["shop.customers.full_name"]
+"#;
+    let toml = config_toml(
+        &shop.db.name,
+        "",
+        &format!("{}\n{rule}", masking("", COLUMNS)),
+    );
+    let proxy = Proxy::start(&toml);
+    let agent = proxy.connect("agent", AGENT_PASSWORD).await;
+    let alice = proxy.connect("alice", ALICE_PASSWORD).await;
+    let sql = "SELECT id, full_name FROM shop.customers WHERE id = 1";
+    let seen = agent_sees(&shop, &proxy, &agent, sql).await;
+    assert_rows(sql, &seen, &[&[Some("1"), Some("****")]]);
+    let seen = every_client(&proxy, &alice, "alice", sql).await;
+    assert_rows(sql, &seen, &[&[Some("1"), Some("Grace Lovelace")]]);
+}
