@@ -139,6 +139,8 @@ pub struct RowPlan {
     masker: Masker,
     counts: Vec<u64>,
     clear: bool,
+    /// Per column: NULLs are masked too.
+    conceal: Vec<bool>,
 }
 
 impl std::fmt::Debug for RowPlan {
@@ -225,12 +227,22 @@ impl RowPlan {
             })
             .collect();
         RowPlan {
+            conceal: vec![false; columns.len()],
             columns,
             actions,
             masker,
             counts,
             clear,
         }
+    }
+
+    /// Masks NULLs too in the columns marked `true` (of those masked), so a
+    /// value computed from a masked column cannot tell NULL from non-NULL
+    /// (`nullif(ssn, '…')` would otherwise answer an equality test).
+    pub fn concealing_nulls(mut self, conceal: Vec<bool>) -> RowPlan {
+        self.conceal = conceal;
+        self.conceal.resize(self.columns.len(), false);
+        self
     }
 
     /// True when no column can change: the caller may forward rows untouched.
@@ -302,7 +314,13 @@ impl RowPlan {
             };
             let length_at = at;
             at = value.map_or(value_start, |v| value_start + v.len());
-            let Some(value) = value else { continue };
+            let value = match (value, plan) {
+                (Some(value), _) => value,
+                (None, ColumnPlan::Mask(mask)) if self.conceal[column] => {
+                    crate::value::null_stand_in(mask.type_oid, mask.binary)
+                }
+                (None, _) => continue,
+            };
             let write = match action {
                 Action::Pass => false,
                 Action::Scan => self.masker.scan(value),

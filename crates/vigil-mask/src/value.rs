@@ -108,6 +108,24 @@ pub fn mask_value(
     }
 }
 
+/// A valid value of the type, in the given format, to mask in place of a
+/// NULL that must not show as one (see `RowPlan::concealing_nulls`).
+pub fn null_stand_in(type_oid: u32, binary: bool) -> &'static [u8] {
+    const ZEROS: [u8; 16] = [0; 16];
+    match (type_oid, binary) {
+        (oid::INT2, true) => &ZEROS[..2],
+        (oid::INT4, true) => &ZEROS[..4],
+        (oid::INT8, true) => &ZEROS[..8],
+        (oid::INT2 | oid::INT4 | oid::INT8 | oid::NUMERIC, false) => b"0",
+        (oid::UUID, true) => &ZEROS,
+        (oid::UUID, false) => b"00000000-0000-0000-0000-000000000000",
+        (oid::JSONB, true) => b"\x01\"\"",
+        (oid::JSON | oid::JSONB, _) => b"\"\"",
+        (oid::BYTEA, false) => b"\\x",
+        _ => b"",
+    }
+}
+
 fn redacting(strategy: Strategy) -> bool {
     matches!(strategy, Strategy::Redact | Strategy::EmailDomain)
 }

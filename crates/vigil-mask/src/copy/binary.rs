@@ -59,20 +59,25 @@ pub(super) fn message(
             }
             let length = read_i32(body, at);
             let value_start = at + 4;
-            if length == -1 {
+            if length == -1 && !plan.conceals(column) {
                 out.extend_from_slice(&body[at..value_start]);
                 at = value_start;
                 continue;
             }
-            let end = usize::try_from(length)
-                .ok()
-                .and_then(|l| value_start.checked_add(l))
-                .filter(|&end| end <= body.len())
-                .ok_or(MaskError::ValueLength {
-                    column,
-                    length: i64::from(length),
-                })?;
-            let value = &body[value_start..end];
+            // A concealed NULL is masked as a stand-in value of its type.
+            let (end, value) = if length == -1 {
+                (value_start, plan.null_stand_in(column, true))
+            } else {
+                let end = usize::try_from(length)
+                    .ok()
+                    .and_then(|l| value_start.checked_add(l))
+                    .filter(|&end| end <= body.len())
+                    .ok_or(MaskError::ValueLength {
+                        column,
+                        length: i64::from(length),
+                    })?;
+                (end, &body[value_start..end])
+            };
             let length_at = out.len();
             out.put_i32(0);
             let outcome = plan

@@ -87,12 +87,15 @@ pub(super) fn row(
         }
         let raw = &body[range];
         let is_null = !quoted && raw == dialect.null;
-        if is_null || !plan.masker.active(&plan.columns[column]) {
+        if (is_null && !plan.conceals(column)) || !plan.masker.active(&plan.columns[column]) {
             out.extend_from_slice(raw);
             continue;
         }
         decoded.clear();
-        if quoted {
+        if is_null {
+            // Concealed: masked as a stand-in value of its type.
+            decoded.extend_from_slice(plan.null_stand_in(column, false));
+        } else if quoted {
             unquote(&raw[1..raw.len() - 1], dialect, &mut decoded);
         } else {
             decoded.extend_from_slice(raw);

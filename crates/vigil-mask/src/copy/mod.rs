@@ -73,6 +73,8 @@ pub struct CopyPlan {
     finished: bool,
     decoded: BytesMut,
     masked: BytesMut,
+    /// Per column: NULLs are masked too.
+    conceal: Vec<bool>,
 }
 
 impl std::fmt::Debug for CopyPlan {
@@ -94,6 +96,7 @@ impl CopyPlan {
     ) -> CopyPlan {
         let counts = vec![0; columns.len()];
         CopyPlan {
+            conceal: vec![false; columns.len()],
             format,
             columns,
             masker: Masker::new(key, detectors),
@@ -102,6 +105,28 @@ impl CopyPlan {
             finished: false,
             decoded: BytesMut::new(),
             masked: BytesMut::new(),
+        }
+    }
+
+    /// Masks NULLs too in the columns marked `true` (see
+    /// [`RowPlan::concealing_nulls`](crate::RowPlan::concealing_nulls)).
+    pub fn concealing_nulls(mut self, conceal: Vec<bool>) -> CopyPlan {
+        self.conceal = conceal;
+        self.conceal.resize(self.columns.len(), false);
+        self
+    }
+
+    /// Whether a NULL in `column` is masked like a value.
+    pub(crate) fn conceals(&self, column: usize) -> bool {
+        self.conceal.get(column).copied().unwrap_or(false)
+            && matches!(self.columns.get(column), Some(ColumnPlan::Mask(_)))
+    }
+
+    /// What a concealed NULL of `column` is masked as.
+    pub(crate) fn null_stand_in(&self, column: usize, binary: bool) -> &'static [u8] {
+        match self.columns.get(column) {
+            Some(ColumnPlan::Mask(mask)) => crate::value::null_stand_in(mask.type_oid, binary),
+            _ => b"",
         }
     }
 

@@ -339,3 +339,37 @@ proptest! {
         let _ = plan.rewrite(&copy_data(&body), &mut BytesMut::new());
     }
 }
+
+#[test]
+fn concealed_nulls_are_masked_in_every_format() {
+    let columns = || {
+        vec![
+            mask(Strategy::Redact, oid::TEXT),
+            mask(Strategy::Redact, oid::TEXT),
+        ]
+    };
+    let conceal = || vec![true, false];
+    let mut text = CopyPlan::new(CopyFormat::text(), columns(), key(), detectors())
+        .concealing_nulls(conceal());
+    assert_eq!(
+        rewrite(&mut text, b"\\N\t\\N\n".as_slice()).0,
+        b"****\t\\N\n"
+    );
+    let mut csv = CopyPlan::new(CopyFormat::csv(false), columns(), key(), detectors())
+        .concealing_nulls(conceal());
+    assert_eq!(rewrite(&mut csv, b",\n").0, b"****,\n");
+    let mut binary = CopyPlan::new(CopyFormat::Binary, columns(), key(), detectors())
+        .concealing_nulls(conceal());
+    let mut tuple = b"PGCOPY\n\xff\r\n\0".to_vec();
+    tuple.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+    tuple.extend_from_slice(&2i16.to_be_bytes());
+    tuple.extend_from_slice(&(-1i32).to_be_bytes());
+    tuple.extend_from_slice(&(-1i32).to_be_bytes());
+    let (out, n) = rewrite(&mut binary, &tuple);
+    assert_eq!(n, 1);
+    let mut expected = tuple[..21].to_vec();
+    expected.extend_from_slice(&4i32.to_be_bytes());
+    expected.extend_from_slice(b"****");
+    expected.extend_from_slice(&(-1i32).to_be_bytes());
+    assert_eq!(out, expected);
+}

@@ -46,12 +46,16 @@ pub(super) fn row(
             out.put_u8(delimiter);
         }
         let raw = &body[range];
-        if raw == null || !plan.masker.active(&plan.columns[column]) {
+        let is_null = raw == null;
+        if (is_null && !plan.conceals(column)) || !plan.masker.active(&plan.columns[column]) {
             out.extend_from_slice(raw);
             continue;
         }
         decoded.clear();
-        if let Err(e) = decode(raw, &mut decoded) {
+        if is_null {
+            // Concealed: masked as a stand-in value of its type.
+            decoded.extend_from_slice(plan.null_stand_in(column, false));
+        } else if let Err(e) = decode(raw, &mut decoded) {
             plan.decoded = decoded;
             return Err(e);
         }

@@ -100,6 +100,35 @@ fn nulls_stay_null_and_are_not_counted() {
 }
 
 #[test]
+fn concealed_nulls_look_like_every_other_masked_value() {
+    let mut plan = plan(vec![
+        text_mask(Strategy::Redact),
+        ColumnPlan::Mask(ColumnMask {
+            strategy: Strategy::Redact,
+            type_oid: oid::INT4,
+            binary: true,
+        }),
+        text_mask(Strategy::Redact),
+    ])
+    .concealing_nulls(vec![true, true, false]);
+    let nulls = data_row(&[None, None, None]);
+    let values = data_row(&[Some(b"yes"), Some(&7i32.to_be_bytes()), None]);
+    let mut a = BytesMut::new();
+    let mut b = BytesMut::new();
+    assert_eq!(plan.rewrite(&nulls, &mut a).unwrap(), 2);
+    assert_eq!(plan.rewrite(&values, &mut b).unwrap(), 2);
+    assert_eq!(a, b, "NULL and a value are indistinguishable");
+    assert_eq!(
+        parse_row(&a),
+        vec![
+            Some(b"****".to_vec()),
+            Some(0i32.to_be_bytes().to_vec()),
+            None
+        ]
+    );
+}
+
+#[test]
 fn null_strategy_writes_minus_one() {
     let mut plan = plan(vec![text_mask(Strategy::Null), ColumnPlan::Clear]);
     let frame = data_row(&[Some(b"secret"), Some(b"x")]);

@@ -569,17 +569,16 @@ impl SessionMasks {
     }
 }
 
-/// How a value computed from a masked column is masked. Strategies that
-/// keep part of a value would keep all of a short derived one (`left(ssn,
-/// 3)` under `keep_last`, `'x@' || ssn` under `email_domain`): those redact
-/// it whole. The others map a whole value to one that reveals nothing
-/// (hash and preserve keep only equality), derived or not; a whole-row
-/// reference (`row_to_json(c)`) is redacted.
-fn strength(column: &ColumnRef, rule: &MaskRule) -> Strategy {
+/// How a value computed from a masked column is masked: redacted whole
+/// (or NULL under `null`), whatever the column's own strategy, and NULLs
+/// are concealed too. Any other strategy can be made to answer a question
+/// about the hidden value: `keep_last` keeps all of `CASE … THEN 'yes'`,
+/// `email_domain` all of `'x@' || ssn`, `hash` tells `(ssn = '…')::text`
+/// true from false.
+fn strength(_column: &ColumnRef, rule: &MaskRule) -> Strategy {
     match rule.strategy {
-        _ if column.column == "*" => Strategy::Redact,
-        Strategy::KeepLast(_) | Strategy::EmailDomain => Strategy::Redact,
-        strategy => strategy,
+        Strategy::Null => Strategy::Null,
+        _ => Strategy::Redact,
     }
 }
 

@@ -454,11 +454,15 @@ impl Masker {
     fn plan(&mut self, session: &SessionMasks, fields: &[Field], masks: &StatementMasks) -> Plan {
         let n = fields.len();
         let mut names = Vec::with_capacity(n);
+        // Values computed from masked columns hide their NULLs too.
+        let mut conceal = Vec::with_capacity(n);
         let columns = fields
             .iter()
             .enumerate()
             .map(|(i, field)| {
-                let verdict = match session.source(field.table, field.attnum) {
+                let source = session.source(field.table, field.attnum);
+                conceal.push(!matches!(source, Ok(Some(_))));
+                let verdict = match source {
                     Ok(Some(strategy)) => Some(Verdict::Mask(strategy)),
                     // The text says it computes from a masked column even if
                     // the catalog (possibly stale) says the source is clear.
@@ -491,7 +495,8 @@ impl Masker {
                 columns,
                 Arc::clone(&session.setup.key),
                 Arc::clone(&session.setup.detectors),
-            ),
+            )
+            .concealing_nulls(conceal),
             names,
         }
     }
@@ -552,14 +557,15 @@ fn copy_plan(session: &SessionMasks, prepared: Option<&Prepared>, body: &[u8]) -
     };
     let binary = overall == 1;
     let mut names = Vec::with_capacity(count);
+    let table = layout
+        .and_then(|l| l.columns.as_ref())
+        .filter(|columns| columns.len() == count);
     let columns = (0..count)
         .map(|i| {
-            let (verdict, type_oid) = match layout.and_then(|l| l.columns.as_ref()) {
-                Some(columns) if columns.len() == count => {
-                    (columns[i].0.map(Verdict::Mask), columns[i].1)
-                }
+            let (verdict, type_oid) = match table {
+                Some(columns) => (columns[i].0.map(Verdict::Mask), columns[i].1),
                 // Text and csv carry every value as text.
-                _ => (
+                None => (
                     masks.untraced(i, count, session.scan),
                     if binary { 0 } else { TEXT_OID },
                 ),
@@ -579,12 +585,15 @@ fn copy_plan(session: &SessionMasks, prepared: Option<&Prepared>, body: &[u8]) -
             plan
         })
         .collect();
+    // Values computed from masked columns hide their NULLs too.
+    let conceal = vec![table.is_none(); count];
     let plan = CopyPlan::new(
         format,
         columns,
         Arc::clone(&session.setup.key),
         Arc::clone(&session.setup.detectors),
-    );
+    )
+    .concealing_nulls(conceal);
     Some(Current::Copy(plan, names))
 }
 
