@@ -108,6 +108,12 @@ impl FrameReader {
         self
     }
 
+    /// Changes the size above which frames stream; takes effect from the
+    /// next frame.
+    pub fn set_stream_above(&mut self, above: usize) {
+        self.stream_above = above.max(HEADER_LEN);
+    }
+
     /// Changes which types may stream; takes effect from the next frame.
     pub fn set_streamable(&mut self, tags: TagSet) {
         self.streamable = tags;

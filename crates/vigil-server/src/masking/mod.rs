@@ -211,27 +211,6 @@ impl SessionMasks {
         }) || !rule_masks(config, subject, database).is_empty()
     }
 
-    /// The same masks against a newer catalog.
-    pub(crate) fn with_catalog(
-        &self,
-        config: &Config,
-        subject: &Subject<'_>,
-        database: &str,
-        catalog: Arc<Catalog>,
-        version: u64,
-        analyzer: &vigil_sql::Analyzer,
-    ) -> Option<SessionMasks> {
-        SessionMasks::new(
-            config,
-            Arc::clone(&self.setup),
-            subject,
-            database,
-            catalog,
-            version,
-            analyzer,
-        )
-    }
-
     /// Whether anything at all is masked for this session (besides content
     /// detection).
     pub(crate) fn masks_columns(&self) -> bool {

@@ -87,6 +87,8 @@ pub(crate) struct Gate {
     pub(crate) masks: Option<Arc<SessionMasks>>,
     /// When the catalog was last asked to be read again.
     catalog_asked: Option<std::time::Instant>,
+    /// Masking applies since a reload, and the catalog is still being read.
+    masks_pending: bool,
     /// In a masked session: what masking made of each declared cursor's query.
     cursors: HashMap<String, crate::masking::StatementMasks>,
 }
@@ -114,6 +116,7 @@ impl Gate {
             portals: HashMap::new(),
             masks,
             catalog_asked: None,
+            masks_pending: false,
             cursors: HashMap::new(),
         }
     }
@@ -301,7 +304,15 @@ impl Gate {
         let decision = self.policy.decide_on_path(analysis, &self.search_path);
         let mut masked = None;
         let mut masking_refused = None;
-        if let (Action::Allow, Some(masks)) = (decision.action, self.masks.clone()) {
+        if self.masks_pending && decision.action == Action::Allow {
+            masking_refused = Some((
+                "vigil.masking.pending",
+                "masking now applies to this session and Vigil is still reading the catalog; retry in a moment".to_owned(),
+            ));
+        }
+        if let (Action::Allow, Some(masks), None) =
+            (decision.action, self.masks.clone(), &masking_refused)
+        {
             let mut statements = Vec::with_capacity(analysis.statements.len());
             for statement in &analysis.statements {
                 let mut prepared = MaskedStatement::new(&masks, statement);
@@ -402,14 +413,14 @@ impl Gate {
                 self.policy = policy;
             }
         }
-        let Some(masks) = &self.masks else { return };
         let catalog = self.state.catalogs.version(&self.database);
-        if !reloaded && catalog == masks.catalog_version {
+        let stale = self
+            .masks
+            .as_ref()
+            .is_some_and(|m| m.catalog_version != catalog);
+        if !reloaded && !stale && !self.masks_pending {
             return;
         }
-        let Some((latest, version)) = self.state.catalogs.latest(&self.database) else {
-            return;
-        };
         let snapshot = self.state.snapshot();
         let configured = snapshot.config.identity(&self.identity.name);
         let groups = configured.map_or(&self.identity.groups, |c| &c.groups);
@@ -418,19 +429,33 @@ impl Gate {
             groups,
             kind: self.identity.kind.as_str(),
         };
-        // A reload that exempts the identity from every mask takes effect;
-        // one that masks a session which masked nothing does not (the
-        // catalog was never read for it): it starts with the next session.
-        self.masks = masks
-            .with_catalog(
-                &snapshot.config,
-                &subject,
-                &self.database,
-                latest,
-                version,
-                &self.state.analyzer,
-            )
-            .map(Arc::new);
+        // A reload can exempt a running session, or start masking for one
+        // that saw everything clear: it takes effect at its next statement.
+        if !SessionMasks::applies(&snapshot.config, &subject, &self.database) {
+            self.masks = None;
+            self.masks_pending = false;
+            return;
+        }
+        match self.state.catalogs.latest(&self.database) {
+            Some((latest, version)) => {
+                self.masks = SessionMasks::new(
+                    &snapshot.config,
+                    Arc::clone(&snapshot.masking),
+                    &subject,
+                    &self.database,
+                    latest,
+                    version,
+                    &self.state.analyzer,
+                )
+                .map(Arc::new);
+                self.masks_pending = false;
+            }
+            // Statements wait (refused) until the catalog is read.
+            None => {
+                self.masks_pending = true;
+                self.state.refresh_catalog(&self.database);
+            }
+        }
     }
 
     fn refuse_analysis(&mut self, error: &AnalyzeError) -> Bytes {

@@ -135,6 +135,8 @@ pub(crate) struct Relay {
     spare: Vec<Message>,
     /// Rewrites results in a session whose identity sees masked columns.
     masker: Option<Masker>,
+    /// Server frames stream only above this size once results are masked.
+    masked_stream_above: usize,
     pub(crate) stats: Stats,
 }
 
@@ -162,6 +164,7 @@ impl Relay {
             Some(_) => STREAM_ABOVE.max(max_message_bytes),
             None => STREAM_ABOVE,
         };
+        let masked_stream_above = STREAM_ABOVE.max(max_message_bytes);
         Relay {
             client,
             upstream,
@@ -185,6 +188,7 @@ impl Relay {
             held: None,
             spare: Vec::new(),
             masker,
+            masked_stream_above,
             stats: Stats::default(),
         }
     }
@@ -404,6 +408,14 @@ impl Relay {
         end: usize,
         results: &[Result<Receipt, AuditError>],
     ) {
+        // Masking started with a reload: from these messages on, results
+        // are masked (answers to what went before are unknown, so masked
+        // whole).
+        if self.masker.is_none() && self.gate.masks.is_some() {
+            self.masker = Some(Masker::new());
+            self.upstream_frames
+                .set_stream_above(self.masked_stream_above);
+        }
         for message in messages.drain(..) {
             let Some(tag) = message.tag else {
                 self.to_upstream

@@ -329,3 +329,44 @@ mask = ["shop.customers.full_name"]
     let seen = every_client(&proxy, &alice, "alice", sql).await;
     assert_rows(sql, &seen, &[&[Some("1"), Some("Grace Lovelace")]]);
 }
+
+/// A reload that starts masking for a running session that saw everything
+/// clear takes effect at its next statement: refused while Vigil reads the
+/// catalog, masked from then on. One that exempts it again ends masking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_starts_and_stops_masking_in_running_sessions() {
+    let shop = Shop::create("mask_reload", "");
+    let clear = config_toml(&shop.db.name, "", "");
+    let masked = config_toml(&shop.db.name, "", &masking("", COLUMNS));
+    let proxy = Proxy::start(&clear);
+    let agent = proxy.connect("agent", AGENT_PASSWORD).await;
+    let sql = "SELECT ssn FROM shop.customers WHERE id = 1";
+    let first = simple(&agent, sql).await.expect("clear before the reload");
+    assert_eq!(first, [[Some(SSN.to_owned())]]);
+
+    let path = std::path::Path::new("/tmp/vigil-reload-test.toml");
+    let load = |toml: &str| vigil_config::Config::from_toml(toml, path).unwrap();
+    proxy.state.reload(load(&masked)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let seen = loop {
+        match simple(&agent, sql).await {
+            Ok(rows) => break rows,
+            Err(f) => {
+                assert!(f.text.contains("vigil.masking.pending"), "{f:?}");
+                assert!(std::time::Instant::now() < deadline, "still pending: {f:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(seen, [[Some("*******0002".to_owned())]]);
+    // In binary too (the extended protocol's Describe and Execute).
+    for s in agent_sees(&shop, &proxy, &agent, sql).await {
+        assert_eq!(s.rows(), &[vec![Some("*******0002".to_owned())]], "{s:?}");
+    }
+
+    proxy.state.reload(load(&clear)).unwrap();
+    let again = simple(&agent, sql)
+        .await
+        .expect("clear after the second reload");
+    assert_eq!(again, [[Some(SSN.to_owned())]]);
+}
