@@ -54,6 +54,12 @@ pub struct Statement {
     /// `FILTER`. A positional reference that cannot be resolved (a `*` before
     /// it) is the wildcard `ColumnRef { relation: None, column: "*" }`.
     pub filters: Vec<ColumnRef>,
+    /// Columns read inside a computation that could fail, change the row
+    /// count or leave a trace, anywhere in the statement: a cast to a
+    /// non-text type, arithmetic, a function other than the few that never
+    /// fail on text (`1/(ssn = '…')::int`, `generate_series(1, …)`,
+    /// `set_config('x', ssn, …)`). Errors and row counts are answers too.
+    pub computed: Vec<ColumnRef>,
     /// Columns read to compute values the statement writes into a relation:
     /// `INSERT … SELECT`/`VALUES`, `UPDATE … SET`, `ON CONFLICT DO UPDATE`,
     /// `MERGE` actions, `CREATE TABLE … AS`, `SELECT … INTO`, view queries.

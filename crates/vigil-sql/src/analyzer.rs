@@ -181,6 +181,7 @@ fn analyze_here(sql: &str, shape: Option<&Shape>) -> Result<Analysis, AnalyzeErr
             outputs: findings.outputs,
             filters: findings.filters,
             written_from: findings.written_from,
+            computed: findings.computed,
             normalized,
             fingerprint: pg_query::fingerprint(text, 0, 0).map_err(pg_error)?.hex,
         });

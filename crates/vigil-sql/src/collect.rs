@@ -28,6 +28,7 @@ pub(crate) struct Findings {
     pub outputs: Option<Vec<Output>>,
     pub filters: Vec<ColumnRef>,
     pub written_from: Vec<ColumnRef>,
+    pub computed: Vec<ColumnRef>,
 }
 
 /// Analyzes the statement rooted at `stmt` (a `RawStmt`'s `stmt`).
@@ -558,6 +559,7 @@ impl<'a> Collector<'a> {
             outputs: lineage.outputs,
             filters: lineage.filters,
             written_from: lineage.written_from,
+            computed: lineage.computed,
         }
     }
 

@@ -11,8 +11,18 @@ use std::sync::OnceLock;
 
 const BUILTINS: &str = include_str!("builtin_functions.txt");
 
-/// Built-ins whose argument is a query they run.
+/// Built-ins whose argument is a query they run, or a relation (by name or
+/// OID) they read whole: what they read is not in the text.
 const RUN_SQL: &[&str] = &[
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
     "query_to_xml",
     "query_to_xmlschema",
     "query_to_xml_and_xmlschema",
@@ -60,6 +70,8 @@ mod tests {
             "public.lower",
             "dblink",
             "query_to_xml",
+            "table_to_xml",
+            "pg_catalog.schema_to_xml",
             "pg_catalog.ts_stat",
             "a.b.c",
         ] {

@@ -478,6 +478,15 @@ impl SessionMasks {
                 ));
             }
         }
+        if masks.unknown
+            && self.setup.unknown == UnknownLineage::Refuse
+            && statement.outputs.is_some()
+        {
+            return Some((
+                "vigil.masking.unknown-lineage",
+                "Vigil cannot tell where this statement's results come from, and masking policy refuses such statements".into(),
+            ));
+        }
         if self.setup.inference_guard {
             // A filter on a column of a subquery, CTE or function may be a
             // masked column under another name: with a masked column read
@@ -495,6 +504,28 @@ impl SessionMasks {
                         "{} is masked for you, and this statement filters, joins, orders or groups on {}, which Vigil cannot tell apart from it",
                         masks.masked.first().map_or("a column it reads", String::as_str),
                         column.column
+                    ),
+                ));
+            }
+            // Computing with a masked value where an error, a row count or a
+            // side effect could answer for it.
+            let computed = statement
+                .computed
+                .iter()
+                .find_map(|c| self.hit(c, relations).map(|r| r.name.to_string()))
+                .or_else(|| {
+                    masks.taint?;
+                    statement
+                        .computed
+                        .iter()
+                        .find(|c| !self.known_column(c, relations))
+                        .map(|_| masks.masked.first().cloned().unwrap_or_default())
+                });
+            if let Some(column) = computed {
+                return Some((
+                    "vigil.masking.inference",
+                    format!(
+                        "{column} is masked for you; this statement computes with it in a way whose errors, row count or side effects could reveal it (casts to other types, arithmetic and most functions are refused; text functions like upper, substr and concat are fine)"
                     ),
                 ));
             }
@@ -534,15 +565,6 @@ impl SessionMasks {
                     ),
                 ));
             }
-        }
-        if masks.unknown
-            && self.setup.unknown == UnknownLineage::Refuse
-            && statement.outputs.is_some()
-        {
-            return Some((
-                "vigil.masking.unknown-lineage",
-                "Vigil cannot tell where this statement's results come from, and masking policy refuses such statements".into(),
-            ));
         }
         None
     }

@@ -187,7 +187,22 @@ impl Masker {
 
     /// A Parse of `name` was forwarded.
     pub(crate) fn parse(&mut self, name: &[u8], prepared: Option<Arc<Prepared>>) {
-        self.described.remove(name);
+        // A named statement that exists makes the server refuse the Parse,
+        // and one closed by SQL DEALLOCATE Vigil does not see: either way,
+        // which text the name now runs is not certain, so neither's masks
+        // are trusted. (The unnamed statement is simply replaced.)
+        let prepared = match (name.is_empty(), self.prepared.contains_key(name)) {
+            (false, true) => Some(Arc::new(Prepared {
+                masks: StatementMasks::unknown(),
+                copy: None,
+            })),
+            _ => prepared,
+        };
+        if !name.is_empty() && self.prepared.contains_key(name) {
+            // Keep the description: it is of whichever statement holds the name.
+        } else {
+            self.described.remove(name);
+        }
         match prepared {
             Some(prepared) => self.prepared.insert(name.to_vec(), prepared),
             None => self.prepared.remove(name),

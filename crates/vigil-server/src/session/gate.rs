@@ -369,10 +369,22 @@ impl Gate {
     /// FETCH is masked as that query, and as a source Vigil cannot know
     /// when the cursor was not declared in this session's sight.
     fn cursor(&mut self, statement: &Statement, prepared: &mut MaskedStatement) {
+        // SQL EXECUTE runs a statement PREPAREd in SQL, which Vigil does
+        // not follow: its results' sources are unknown.
+        if statement.kind == Kind::Execute {
+            prepared.masks = crate::masking::StatementMasks::unknown();
+            return;
+        }
         let Some(name) = &statement.properties.cursor else {
             return;
         };
         match statement.kind {
+            // PostgreSQL refuses to declare a name that is open: the open
+            // cursor's rows then come under the masks of neither.
+            Kind::DeclareCursor if self.cursors.contains_key(name) => {
+                self.cursors
+                    .insert(name.clone(), crate::masking::StatementMasks::unknown());
+            }
             Kind::DeclareCursor => {
                 self.cursors.insert(name.clone(), prepared.masks.clone());
             }
@@ -389,6 +401,12 @@ impl Gate {
             }
             _ => {}
         }
+    }
+
+    /// The session is idle outside a transaction: cursors declared without
+    /// HOLD are gone. A held one fetched later counts as unknown.
+    pub(crate) fn transaction_ended(&mut self) {
+        self.cursors.clear();
     }
 
     /// With audit on, the events of `analysis`'s statements and their numbers.
@@ -512,6 +530,7 @@ fn opaque(text: String) -> Analysis {
             outputs: None,
             filters: Vec::new(),
             written_from: Vec::new(),
+            computed: Vec::new(),
             fingerprint: String::new(),
         }],
         tags: Default::default(),

@@ -536,7 +536,10 @@ impl Relay {
                     }
                     match tag {
                         b::READY_FOR_QUERY if len == 6 => {
-                            self.status = self.from_upstream[frame.start + 5]
+                            self.status = self.from_upstream[frame.start + 5];
+                            if self.status == b'I' {
+                                self.gate.transaction_ended();
+                            }
                         }
                         b::PARAMETER_STATUS => {
                             let body = &self.from_upstream[frame.start + 5..frame.end];

@@ -420,3 +420,33 @@ fn case_conditions_are_filters() {
         s.filters
     );
 }
+
+#[test]
+fn computations_that_can_fail_or_multiply_rows_are_marked() {
+    for sql in [
+        "SELECT 1/(substr(ssn, 1, 3) = '101')::int FROM customers",
+        "SELECT ssn::int FROM customers",
+        "SELECT generate_series(1, substr(ssn, 1, 3)::int) FROM customers",
+        "SELECT set_config('x.y', ssn, false) FROM customers",
+        "SELECT pg_notify('c', ssn) FROM customers",
+        "SELECT length(ssn) + 1 FROM customers",
+        "SELECT 'abc' ~ ssn FROM customers",
+        "SELECT (ARRAY[1, 2])[length(ssn)] FROM customers",
+    ] {
+        let s = one(sql);
+        assert!(
+            s.computed.contains(&col("customers", "ssn")),
+            "{sql}: {:?}",
+            s.computed
+        );
+    }
+    for sql in [
+        "SELECT ssn, upper(ssn), substr(ssn, 1, 3), ssn || '', ssn::text FROM customers",
+        "SELECT (ssn = 'x')::text, nullif(ssn, 'x'), coalesce(ssn, '') FROM customers",
+        "SELECT string_agg(ssn, ','), count(ssn), row_to_json(c) FROM customers c",
+        "SELECT length(ssn) FROM customers",
+    ] {
+        let s = one(sql);
+        assert!(s.computed.is_empty(), "{sql}: {:?}", s.computed);
+    }
+}

@@ -85,9 +85,8 @@ async fn pg_notify_to_a_listened_channel_sends_masked_values_in_clear() {
 async fn set_config_keeps_masked_values_for_current_setting() {
     let shop = Shop::create("mask_bypass_setting", "");
     let proxy = shop.proxy("");
-    let set = format!(
-        "SELECT set_config('leak.v', {PAYLOAD}, false) FROM shop.customers WHERE id = 1"
-    );
+    let set =
+        format!("SELECT set_config('leak.v', {PAYLOAD}, false) FROM shop.customers WHERE id = 1");
     let s = psql(
         &proxy,
         "agent",
@@ -139,12 +138,14 @@ async fn advisory_lock_keys_show_masked_values_in_pg_locks() {
     let shop = Shop::create("mask_bypass_lock", "");
     let proxy = shop.proxy("");
     let agent = proxy.connect("agent", AGENT_PASSWORD).await;
-    let lock = "SELECT pg_advisory_lock(replace(ssn, '-', '')::bigint) FROM shop.customers WHERE id = 1";
+    let lock =
+        "SELECT pg_advisory_lock(replace(ssn, '-', '')::bigint) FROM shop.customers WHERE id = 1";
     if let Err(f) = simple(&agent, lock).await {
         assert_eq!(f.code, "42501", "{f:?}");
         return;
     }
-    let read = "SELECT objid::text FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()";
+    let read =
+        "SELECT objid::text FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()";
     for via in [Via::Binary, Via::Simple] {
         let s = run(&proxy, &agent, "agent", via, read).await;
         assert!(
@@ -179,9 +180,8 @@ async fn table_and_schema_to_xml_dump_masked_columns() {
 async fn a_failed_redeclare_lends_its_masks_to_the_open_cursor() {
     let shop = Shop::create("mask_bypass_cursor", "");
     let proxy = shop.proxy("");
-    let declare = format!(
-        "DECLARE c CURSOR WITH HOLD FOR SELECT {PAYLOAD} FROM shop.customers WHERE id = 1"
-    );
+    let declare =
+        format!("DECLARE c CURSOR WITH HOLD FOR SELECT {PAYLOAD} FROM shop.customers WHERE id = 1");
     let s = psql(
         &proxy,
         "agent",
@@ -209,10 +209,16 @@ async fn a_failed_redeclare_lends_its_masks_to_the_open_cursor() {
     let _ = simple(&agent, "DECLARE c2 CURSOR FOR SELECT 'x', 'y'").await;
     simple(&agent, "ROLLBACK TO SAVEPOINT s").await.unwrap();
     let fetched = binary(&agent, "FETCH 1 FROM c2").await;
-    shop.assert_hidden_spelled("binary FETCH of a redeclared cursor", &format!("{fetched:?}"));
+    shop.assert_hidden_spelled(
+        "binary FETCH of a redeclared cursor",
+        &format!("{fetched:?}"),
+    );
     simple(&agent, "MOVE BACKWARD ALL IN c2").await.ok();
     let fetched = simple(&agent, "FETCH 1 FROM c2").await;
-    shop.assert_hidden_spelled("simple FETCH of a redeclared cursor", &format!("{fetched:?}"));
+    shop.assert_hidden_spelled(
+        "simple FETCH of a redeclared cursor",
+        &format!("{fetched:?}"),
+    );
     simple(&agent, "ROLLBACK").await.unwrap();
 }
 
@@ -230,7 +236,10 @@ async fn a_failed_reparse_lends_its_masks_to_the_prepared_statement() {
     frontend::sync(&mut out);
     raw.send(&out).unwrap();
     let first = raw.read_until_ready();
-    if first.iter().any(|(t, b)| *t == b'E' && sqlstate(b) == "42501") {
+    if first
+        .iter()
+        .any(|(t, b)| *t == b'E' && sqlstate(b) == "42501")
+    {
         return;
     }
     out.clear();
@@ -258,7 +267,12 @@ async fn a_failed_reparse_lends_its_masks_to_the_prepared_statement() {
     frontend::sync(&mut out);
     raw.send(&out).unwrap();
     let third = raw.read_until_ready();
-    let seen = format!("{}\n{}\n{}", everything(&first), everything(&second), everything(&third));
+    let seen = format!(
+        "{}\n{}\n{}",
+        everything(&first),
+        everything(&second),
+        everything(&third)
+    );
     shop.assert_hidden_spelled("Execute of a statement whose re-Parse failed", &seen);
 }
 
