@@ -12,6 +12,7 @@
 //! content detectors look at every value whose source is unknown.
 
 pub(crate) mod catalog;
+mod messages;
 mod results;
 
 use std::collections::HashMap;

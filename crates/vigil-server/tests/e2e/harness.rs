@@ -503,3 +503,56 @@ pub fn field(body: &[u8], code: u8) -> String {
     }
     String::new()
 }
+
+/// What a Python script printed, and whether it exited well (`None`: it was
+/// still running at the deadline and was killed).
+pub struct ScriptRun {
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ScriptRun {
+    pub fn report(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `tests/e2e/python/<script>` with `conninfo` as its argument and
+/// `password` in PGPASSWORD, within `deadline`. Output goes to files, so a
+/// chatty script cannot block on a full pipe while the test waits for it.
+pub fn run_python(script: &str, conninfo: &str, password: &str, deadline: Duration) -> ScriptRun {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e/python")
+        .join(script);
+    let out_dir = TempDir::new("python");
+    let stdout_path = out_dir.0.join("stdout");
+    let stderr_path = out_dir.0.join("stderr");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(conninfo)
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("python3 runs");
+    let until = std::time::Instant::now() + deadline;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    ScriptRun {
+        status,
+        stdout: std::fs::read_to_string(&stdout_path).unwrap(),
+        stderr: std::fs::read_to_string(&stderr_path).unwrap(),
+    }
+}

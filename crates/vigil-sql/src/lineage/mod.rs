@@ -16,9 +16,11 @@ use pg_query::NodeRef;
 
 use crate::walk::Visit;
 
+mod computes;
 mod names;
 
 use crate::{ColumnRef, Output};
+use computes::computes;
 use names::default_name;
 
 /// Where the values of a column or a nested query's outputs go.
@@ -42,7 +44,7 @@ enum Sink {
     /// The rows the statement returns.
     Result,
     /// Read inside a computation that can fail, change the row count or
-    /// leave a trace (see [`computes`]).
+    /// leave a trace (see [`computes::computes`]).
     Computed,
 }
 
@@ -130,7 +132,7 @@ pub(crate) struct Found {
 pub(crate) struct Lineage<'a> {
     /// Depths of the CASE conditions the walk is inside.
     conditions: Vec<usize>,
-    /// Depths of the computations (see [`computes`]) the walk is inside.
+    /// Depths of the computations (see [`computes::computes`]) the walk is inside.
     computations: Vec<usize>,
     scopes: Vec<Scope<'a>>,
     /// Scopes the walk is inside, with the depth of their node.
@@ -805,138 +807,4 @@ fn copy_outputs(relation: String, columns: &[&str]) -> Vec<Output> {
             star: false,
         })
         .collect()
-}
-
-/// Functions, operators and casts that never fail on any text, never change
-/// how many rows come out and leave no trace: what a masked column may pass
-/// through. Anything else computes with its value, and an error (`1/(…)`,
-/// `ssn::int`), a row count (`generate_series(1, …)`) or a side effect
-/// (`set_config`, `pg_notify`, advisory locks) could say what it is.
-const TOTAL_FUNCTIONS: &[&str] = &[
-    "upper",
-    "lower",
-    "initcap",
-    "concat",
-    "concat_ws",
-    "left",
-    "right",
-    "substr",
-    "substring",
-    "replace",
-    "reverse",
-    "translate",
-    "btrim",
-    "ltrim",
-    "rtrim",
-    "trim",
-    "lpad",
-    "rpad",
-    "length",
-    "char_length",
-    "character_length",
-    "octet_length",
-    "bit_length",
-    "md5",
-    "split_part",
-    "starts_with",
-    "strpos",
-    "position",
-    "quote_literal",
-    "quote_nullable",
-    "quote_ident",
-    "coalesce",
-    "nullif",
-    "greatest",
-    "least",
-    "count",
-    "min",
-    "max",
-    "string_agg",
-    "array_agg",
-    "json_agg",
-    "jsonb_agg",
-    "to_json",
-    "to_jsonb",
-    "row_to_json",
-    "json_build_object",
-    "jsonb_build_object",
-    "json_build_array",
-    "jsonb_build_array",
-    "array_to_json",
-    "array_to_string",
-    "convert_to",
-    "encode",
-    "first_value",
-    "last_value",
-    "lag",
-    "lead",
-    "nth_value",
-];
-
-/// Operators that never fail on text: comparisons and concatenation.
-const TOTAL_OPERATORS: &[&str] = &[
-    "||", "=", "<>", "!=", "<", ">", "<=", ">=", "~~", "!~~", "~~*", "!~~*",
-];
-
-/// Casts that never fail: to text types.
-const TOTAL_CASTS: &[&str] = &["text", "varchar", "bpchar", "name", "char"];
-
-/// Whether `node` computes with what it reads in a way that can fail,
-/// change the row count or leave a trace (see [`TOTAL_FUNCTIONS`]).
-fn computes(node: NodeRef<'_>) -> bool {
-    let last = |names: &[pb::Node]| {
-        names
-            .iter()
-            .rev()
-            .find_map(|n| match &n.node {
-                Some(N::String(s)) => Some(s.sval.to_ascii_lowercase()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    };
-    match node {
-        NodeRef::FuncCall(call) => !TOTAL_FUNCTIONS.contains(&last(&call.funcname).as_str()),
-        NodeRef::AExpr(expr) => {
-            use pb::AExprKind as K;
-            match K::try_from(expr.kind) {
-                Ok(K::AexprOp | K::AexprOpAny | K::AexprOpAll) => {
-                    !TOTAL_OPERATORS.contains(&last(&expr.name).as_str())
-                }
-                Ok(
-                    K::AexprDistinct
-                    | K::AexprNotDistinct
-                    | K::AexprNullif
-                    | K::AexprIn
-                    | K::AexprLike
-                    | K::AexprIlike
-                    | K::AexprBetween
-                    | K::AexprNotBetween
-                    | K::AexprBetweenSym
-                    | K::AexprNotBetweenSym,
-                ) => false,
-                _ => true,
-            }
-        }
-        NodeRef::TypeCast(cast) => {
-            let name = cast
-                .type_name
-                .as_ref()
-                .map(|t| last(&t.names))
-                .unwrap_or_default();
-            !TOTAL_CASTS.contains(&name.as_str())
-        }
-        NodeRef::XmlExpr(_)
-        | NodeRef::XmlSerialize(_)
-        | NodeRef::JsonObjectConstructor(_)
-        | NodeRef::JsonArrayConstructor(_)
-        | NodeRef::JsonArrayQueryConstructor(_)
-        | NodeRef::JsonObjectAgg(_)
-        | NodeRef::JsonArrayAgg(_)
-        | NodeRef::JsonParseExpr(_)
-        | NodeRef::JsonScalarExpr(_)
-        | NodeRef::JsonSerializeExpr(_)
-        | NodeRef::JsonFuncExpr(_)
-        | NodeRef::AIndirection(_) => true,
-        _ => false,
-    }
 }

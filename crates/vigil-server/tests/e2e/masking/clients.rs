@@ -1,8 +1,7 @@
 //! Masking as psycopg sees it (checked by `python/psycopg_masking.py`), and
 //! what masked statements leave in the audit trail.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -15,44 +14,22 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
 fn psycopg_text_binary_cursors_copy_and_prepared_are_masked() {
     let shop = Shop::create("mask_psycopg", "");
     let proxy = shop.proxy("");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/python/psycopg_masking.py");
-    // Output goes to files so a chatty script cannot block on a full pipe.
-    let out_dir = TempDir::new("psycopg-masking");
-    let stdout_path = out_dir.0.join("stdout");
-    let stderr_path = out_dir.0.join("stderr");
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .arg(proxy.conninfo("agent"))
-        .env("PGPASSWORD", AGENT_PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout_path).unwrap())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("python3 runs");
-    let deadline = Instant::now() + SCRIPT_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = std::fs::read_to_string(&stdout_path).unwrap();
-    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
-    let report = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    let run = run_python(
+        "psycopg_masking.py",
+        &proxy.conninfo("agent"),
+        AGENT_PASSWORD,
+        SCRIPT_DEADLINE,
+    );
+    let report = run.report();
     shop.assert_hidden("psycopg", &report);
-    let status = status.unwrap_or_else(|| {
+    let status = run.status.unwrap_or_else(|| {
         panic!("psycopg script still running after {SCRIPT_DEADLINE:?}\n{report}")
     });
     assert!(
         status.success(),
         "psycopg script failed ({status})\n{report}"
     );
+    let stdout = &run.stdout;
     assert_eq!(
         stdout.lines().last(),
         Some("psycopg masking ok"),
