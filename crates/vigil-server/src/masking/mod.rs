@@ -124,6 +124,9 @@ fn rule_masks<'a>(config: &'a Config, subject: &Subject<'_>, database: &str) -> 
 struct MaskRule {
     name: ColumnName,
     strategy: Strategy,
+    /// A view column computed from masked columns, not one of them: its
+    /// NULLs are concealed too.
+    computed: bool,
 }
 
 /// What one session masks: the columns its identity does not see in clear,
@@ -132,6 +135,8 @@ pub(crate) struct SessionMasks {
     rules: Vec<MaskRule>,
     /// Table and view columns by `(table OID, attnum)`.
     by_source: HashMap<(u32, i16), Strategy>,
+    /// View columns computed from masked ones, whose NULLs are masked too.
+    concealed: std::collections::HashSet<(u32, i16)>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) catalog_version: u64,
     pub(crate) setup: Arc<MaskSetup>,
@@ -164,6 +169,7 @@ impl SessionMasks {
                 Some(MaskRule {
                     name: c.name.clone()?,
                     strategy: strategy(c.strategy, c.keep),
+                    computed: false,
                 })
             })
             .collect();
@@ -180,7 +186,11 @@ impl SessionMasks {
                 .columns_on(database)
                 .find(|c| c.name.as_ref() == Some(&name));
             let strategy = configured.map_or(Strategy::Redact, |c| strategy(c.strategy, c.keep));
-            rules.push(MaskRule { name, strategy });
+            rules.push(MaskRule {
+                name,
+                strategy,
+                computed: false,
+            });
         }
         let scan = !masking.detectors.is_empty() && !masking.exempt.includes(subject);
         if rules.is_empty() && !scan {
@@ -189,6 +199,7 @@ impl SessionMasks {
         let mut masks = SessionMasks {
             rules,
             by_source: HashMap::new(),
+            concealed: Default::default(),
             catalog,
             catalog_version,
             setup,
@@ -247,6 +258,7 @@ impl SessionMasks {
                             self.rules.push(MaskRule {
                                 name,
                                 strategy: Strategy::Redact,
+                                computed: true,
                             });
                             added = true;
                         }
@@ -284,17 +296,23 @@ impl SessionMasks {
                             }
                             _ => None,
                         });
-                    let strategy = match (plain, verdict.untraced(i, view.columns.len(), false)) {
-                        (Some(strategy), _) | (None, Some(Verdict::Mask(strategy))) => strategy,
-                        _ => continue,
-                    };
+                    let (strategy, computed) =
+                        match (plain, verdict.untraced(i, view.columns.len(), false)) {
+                            (Some(strategy), _) => (strategy, false),
+                            (None, Some(Verdict::Mask(strategy))) => (strategy, true),
+                            _ => continue,
+                        };
                     let name = ColumnName {
                         schema: view.schema.clone(),
                         table: view.name.clone(),
                         column: column.clone(),
                     };
                     if !self.rules.iter().any(|r| r.name == name) {
-                        self.rules.push(MaskRule { name, strategy });
+                        self.rules.push(MaskRule {
+                            name,
+                            strategy,
+                            computed,
+                        });
                         added = true;
                     }
                 }
@@ -317,6 +335,9 @@ impl SessionMasks {
                     self.by_source
                         .entry((oid, *attnum))
                         .or_insert(rule.strategy);
+                    if rule.computed {
+                        self.concealed.insert((oid, *attnum));
+                    }
                 }
             }
         }
@@ -335,6 +356,12 @@ impl SessionMasks {
             return Err(());
         }
         Ok(self.by_source.get(&(table, attnum)).copied())
+    }
+
+    /// Whether NULLs of `(table OID, attnum)` are masked too: a view column
+    /// computed from masked columns.
+    pub(crate) fn conceals(&self, table: u32, attnum: i16) -> bool {
+        self.concealed.contains(&(table, attnum))
     }
 
     /// The rule a column reference hits, if any. `relations` are the

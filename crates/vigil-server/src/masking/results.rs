@@ -347,6 +347,9 @@ impl Masker {
                 }
                 Handling::Rewrite
             }
+            // Another session's NOTIFY: its payload is scanned like any
+            // value of unknown source.
+            b::NOTIFICATION_RESPONSE if session.scan => Handling::Rewrite,
             b::READY_FOR_QUERY => {
                 self.finish_current();
                 self.query_index = 0;
@@ -416,6 +419,7 @@ impl Masker {
                     out,
                 )?;
             }
+            (b::NOTIFICATION_RESPONSE, _) => scan_notification(session, frame, out),
             _ => out.extend_from_slice(frame),
         }
         Ok(())
@@ -469,7 +473,9 @@ impl Masker {
             .enumerate()
             .map(|(i, field)| {
                 let source = session.source(field.table, field.attnum);
-                conceal.push(!matches!(source, Ok(Some(_))));
+                conceal.push(
+                    !matches!(source, Ok(Some(_))) || session.conceals(field.table, field.attnum),
+                );
                 let verdict = match source {
                     Ok(Some(strategy)) => Some(Verdict::Mask(strategy)),
                     // The text says it computes from a masked column even if
@@ -508,6 +514,40 @@ impl Masker {
             names,
         }
     }
+}
+
+/// A NotificationResponse with its payload's detected spans masked;
+/// unchanged (or malformed) ones go out as they came.
+fn scan_notification(session: &SessionMasks, frame: &[u8], out: &mut BytesMut) {
+    let Some((channel_end, payload)) = notification_payload(frame) else {
+        return out.extend_from_slice(frame);
+    };
+    let spans = std::str::from_utf8(payload)
+        .map(|text| session.setup.detectors.find(text))
+        .unwrap_or_default();
+    if spans.is_empty() {
+        return out.extend_from_slice(frame);
+    }
+    let start = out.len();
+    out.extend_from_slice(&frame[..channel_end]);
+    session
+        .setup
+        .detectors
+        .mask_spans(payload, &spans, &session.setup.key, out);
+    out.extend_from_slice(&[0]);
+    let len = (out.len() - start - 1) as u32;
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Where a NotificationResponse's channel name ends (past its NUL) and its
+/// payload (without its NUL).
+fn notification_payload(frame: &[u8]) -> Option<(usize, &[u8])> {
+    // Tag, length, process id.
+    let body = frame.get(9..)?;
+    let channel = body.iter().position(|&b| b == 0)?;
+    let payload = &body[channel + 1..];
+    let payload = payload.strip_suffix(&[0])?;
+    (!payload.contains(&0)).then_some((9 + channel + 1, payload))
 }
 
 /// How a column whose source is not a known table column is treated.

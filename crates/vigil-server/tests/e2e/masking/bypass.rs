@@ -79,6 +79,25 @@ async fn pg_notify_cannot_carry_masked_values_to_a_listener() {
     );
 }
 
+/// A session that sees clear values notifies one to a channel agent
+/// listens on: the payload reaches agent through the content detectors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_from_a_clear_session_are_scanned() {
+    let shop = Shop::create("mask_notify_scan", "");
+    let proxy = shop.proxy("");
+    let mut agent = RawClient::login(proxy.port, "agent", AGENT_PASSWORD);
+    agent.query("LISTEN news");
+    let mut alice = RawClient::login(proxy.port, "alice", ALICE_PASSWORD);
+    alice.query(&format!(
+        "SELECT pg_notify('news', 'customer ' || ssn || ' wrote from ' || email) FROM shop.customers WHERE id = 1"
+    ));
+    let messages = agent.query("SELECT 1");
+    let payloads = bodies(&messages, b'A');
+    assert!(payloads.contains("customer "), "{}", everything(&messages));
+    shop.assert_hidden("NotificationResponse", &payloads);
+    assert!(payloads.contains("****@example.com"), "{payloads}");
+}
+
 /// `set_config('x.y', ssn, false)` is masked, but the setting keeps the
 /// clear value: `current_setting` and `SHOW` read it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -370,3 +370,23 @@ async fn a_reload_starts_and_stops_masking_in_running_sessions() {
         .expect("clear after the second reload");
     assert_eq!(again, [[Some(SSN.to_owned())]]);
 }
+
+/// A view column computed from a masked one hides its NULLs too: otherwise
+/// `CASE WHEN ssn LIKE '101%' THEN 'x' END` answers through NULL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computed_view_column_hides_its_nulls() {
+    let shop = Shop::create(
+        "mask_view_nulls",
+        "CREATE VIEW shop.flags AS SELECT id, CASE WHEN ssn LIKE '101%' THEN 'x' END AS flag FROM shop.customers",
+    );
+    let proxy = shop.proxy("");
+    let agent = proxy.connect("agent", AGENT_PASSWORD).await;
+    let sql = "SELECT flag FROM shop.flags WHERE id IN (1, 2) ORDER BY id";
+    for s in agent_sees(&shop, &proxy, &agent, sql).await {
+        assert_eq!(
+            s.rows(),
+            &[vec![Some("****".to_owned())], vec![Some("****".to_owned())]],
+            "{s:?}"
+        );
+    }
+}
