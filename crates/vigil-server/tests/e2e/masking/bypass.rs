@@ -88,9 +88,10 @@ async fn notifications_from_a_clear_session_are_scanned() {
     let mut agent = RawClient::login(proxy.port, "agent", AGENT_PASSWORD);
     agent.query("LISTEN news");
     let mut alice = RawClient::login(proxy.port, "alice", ALICE_PASSWORD);
-    alice.query(&format!(
-        "SELECT pg_notify('news', 'customer ' || ssn || ' wrote from ' || email) FROM shop.customers WHERE id = 1"
-    ));
+    alice.query(
+        "SELECT pg_notify('news', 'customer ' || ssn || ' wrote from ' || email) \
+         FROM shop.customers WHERE id = 1",
+    );
     let messages = agent.query("SELECT 1");
     let payloads = bodies(&messages, b'A');
     assert!(payloads.contains("customer "), "{}", everything(&messages));
