@@ -160,6 +160,9 @@ pub(crate) struct Catalogs {
 impl Catalogs {
     fn entry(&self, database: &str) -> Arc<Entry> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = entries.get(database) {
+            return Arc::clone(entry);
+        }
         Arc::clone(entries.entry(database.to_owned()).or_default())
     }
 

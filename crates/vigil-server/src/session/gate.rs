@@ -431,11 +431,11 @@ impl Gate {
                 self.policy = policy;
             }
         }
-        let catalog = self.state.catalogs.version(&self.database);
+        // Only a masked session asks about the catalog (a shared lock).
         let stale = self
             .masks
             .as_ref()
-            .is_some_and(|m| m.catalog_version != catalog);
+            .is_some_and(|m| m.catalog_version != self.state.catalogs.version(&self.database));
         if !reloaded && !stale && !self.masks_pending {
             return;
         }
