@@ -549,7 +549,14 @@ fn masked_names(masks: Option<&[MaskedStatement]>) -> Vec<Vec<String>> {
 /// The error a statement masking refuses gets.
 fn masking_refusal(rule: &str, reason: &str) -> Bytes {
     let message = format!("Vigil refused this statement (rule {rule}): {reason}");
-    let hint = "Masked columns can be read (masked) but not used to pick, order, group or copy rows. Ask the owners of the Vigil policy for an exemption if you need their values.";
+    let hint = match rule {
+        "vigil.masking.inference" => "Masked columns can be read (masked), not filtered, joined, ordered, grouped or computed with beyond text functions (upper, substr, concat …). Ask the owners of the Vigil policy for an exemption if you need their values.",
+        "vigil.masking.copy" => "Masked values may not be copied into tables, views or server files. Read them (masked) instead, or ask for an exemption.",
+        "vigil.masking.statistics" => "Column statistics hold sample values; ask a DBA for what you need to know about the data's distribution.",
+        "vigil.masking.opaque" => "Run the statements the block would run one by one, so Vigil can see what they read.",
+        "vigil.masking.pending" => "Run the statement again in a moment.",
+        _ => "Use tables and built-in functions Vigil can trace, or ask the owners of the Vigil policy for an exemption.",
+    };
     let report = Report::new(Severity::Error, "42501", &message).hint(hint);
     let mut out = BytesMut::new();
     backend::error_response(&mut out, &report);
