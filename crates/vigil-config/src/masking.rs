@@ -137,7 +137,10 @@ impl StrategyName {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
-    pub kind: DetectorName,
+    /// A built-in detector's name (`email`, `phone`, `payment_card`,
+    /// `us_ssn`, `iban`, `ipv4`, `ipv6`, `jwt`, `aws_access_key`,
+    /// `private_key`), or `regex`.
+    pub kind: String,
     /// For `regex` detectors: a name for reports and the audit trail.
     pub name: Option<String>,
     /// For `regex` detectors.
@@ -145,22 +148,9 @@ pub struct DetectorConfig {
     #[serde(default)]
     pub strategy: StrategyName,
     pub keep: Option<u8>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DetectorName {
-    Email,
-    Phone,
-    PaymentCard,
-    UsSsn,
-    Iban,
-    Ipv4,
-    Ipv6,
-    Jwt,
-    AwsAccessKey,
-    PrivateKey,
-    Regex,
+    /// The built-in `kind` names; `None` for `regex`.
+    #[serde(skip)]
+    pub builtin: Option<vigil_mask::DetectorKind>,
 }
 
 impl Masking {

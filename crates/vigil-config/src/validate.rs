@@ -5,7 +5,7 @@ use std::path::Path;
 
 use vigil_audit::{load_signing_key, AuditConfig, Durability, StoreLocation};
 
-use crate::{ColumnName, Config, DetectorName, Masking, Problem, Secret, UpstreamTlsMode};
+use crate::{ColumnName, Config, Masking, Problem, Secret, UpstreamTlsMode};
 
 /// Resolves the audit section's files against the config's folder and checks
 /// that the store location is one Vigil can open and the signing key loads.
@@ -93,20 +93,53 @@ fn validate_masking(masking: &mut Masking, base: &Path, problem: &mut impl FnMut
             );
         }
     }
-    for (i, detector) in masking.detectors.iter().enumerate() {
+    for (i, detector) in masking.detectors.iter_mut().enumerate() {
         let key = |k: &str| format!("masking.detectors[{i}].{k}");
-        match (detector.kind, &detector.pattern, &detector.name) {
-            (DetectorName::Regex, None, _) => {
+        let builtin = vigil_mask::DetectorKind::ALL
+            .into_iter()
+            .find(|k| k.name() == detector.kind);
+        detector.builtin = builtin;
+        match (
+            builtin,
+            detector.kind.as_str(),
+            &detector.pattern,
+            &detector.name,
+        ) {
+            (None, "regex", None, _) => {
                 problem(key("pattern"), "a regex detector needs a pattern".into())
             }
-            (DetectorName::Regex, Some(_), None) => {
+            (None, "regex", Some(_), None) => {
                 problem(key("name"), "a regex detector needs a name".into())
             }
-            (DetectorName::Regex, Some(_), Some(_)) => {}
-            (_, Some(_), _) => {
+            (None, "regex", Some(pattern), Some(name)) => {
+                let spec = vigil_mask::DetectorSpec {
+                    pattern: vigil_mask::DetectorPattern::Regex {
+                        name: name.clone(),
+                        pattern: pattern.clone(),
+                    },
+                    strategy: vigil_mask::Strategy::Redact,
+                };
+                if let Err(e) = vigil_mask::Detectors::new(vec![spec]) {
+                    problem(key("pattern"), e.to_string());
+                }
+            }
+            (None, kind, _, _) => {
+                let known: Vec<&str> = vigil_mask::DetectorKind::ALL
+                    .iter()
+                    .map(|k| k.name())
+                    .collect();
+                problem(
+                    key("kind"),
+                    format!(
+                        "unknown detector {kind:?}; one of {}, or regex",
+                        known.join(", ")
+                    ),
+                );
+            }
+            (Some(_), _, Some(_), _) => {
                 problem(key("pattern"), "only regex detectors take a pattern".into())
             }
-            _ => {}
+            (Some(_), _, None, _) => {}
         }
         if detector.strategy.needs_key() && keyless {
             problem(
@@ -539,5 +572,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(":3:"), "{err}");
+    }
+
+    fn masking_problems(masking: &str) -> String {
+        match load(&minimal(masking)) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn masking_is_checked_where_it_is_written() {
+        let err = masking_problems(
+            "[masking]\n\
+             [[masking.columns]]\ncolumn = 'customers.ssn'\n\
+             [[masking.columns]]\ncolumn = 's.t.c'\nstrategy = 'hash'\n\
+             [[masking.detectors]]\nkind = 'passport'\n\
+             [[masking.detectors]]\nkind = 'regex'\nname = 'ticket'\npattern = '(unclosed'\n\
+             [[masking.detectors]]\nkind = 'email'\npattern = 'x'\n",
+        );
+        for expected in [
+            "masking.columns[0].column: \"customers.ssn\" is not schema.table.column",
+            "masking.columns[1].strategy: this strategy needs masking.key_env or masking.key_file",
+            "masking.detectors[0].kind: unknown detector \"passport\"",
+            "masking.detectors[1].pattern:",
+            "masking.detectors[2].pattern: only regex detectors take a pattern",
+        ] {
+            assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+        }
+        let fine = masking_problems(
+            "[masking]\n[[masking.columns]]\ncolumn = 's.t.c'\nstrategy = 'keep_last'\nkeep = 4\n\
+             [[masking.detectors]]\nkind = 'us_ssn'\n\
+             [[masking.detectors]]\nkind = 'regex'\nname = 'ticket'\npattern = 'T-[0-9]+'\n",
+        );
+        assert_eq!(fine, "");
     }
 }

@@ -18,7 +18,7 @@ mod results;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use vigil_config::{ColumnName, Config, DetectorName, StrategyName, UnknownLineage};
+use vigil_config::{ColumnName, Config, StrategyName, UnknownLineage};
 use vigil_mask::{Detectors, MaskKey, Strategy};
 use vigil_policy::Subject;
 use vigil_sql::{ColumnRef, Statement};
@@ -61,29 +61,15 @@ impl MaskSetup {
         let mut specs = Vec::new();
         for detector in &masking.detectors {
             let strategy = strategy(detector.strategy, detector.keep);
-            let kind = match detector.kind {
-                DetectorName::Email => vigil_mask::DetectorKind::Email,
-                DetectorName::Phone => vigil_mask::DetectorKind::Phone,
-                DetectorName::PaymentCard => vigil_mask::DetectorKind::PaymentCard,
-                DetectorName::UsSsn => vigil_mask::DetectorKind::UsSsn,
-                DetectorName::Iban => vigil_mask::DetectorKind::Iban,
-                DetectorName::Ipv4 => vigil_mask::DetectorKind::Ipv4,
-                DetectorName::Ipv6 => vigil_mask::DetectorKind::Ipv6,
-                DetectorName::Jwt => vigil_mask::DetectorKind::Jwt,
-                DetectorName::AwsAccessKey => vigil_mask::DetectorKind::AwsAccessKey,
-                DetectorName::PrivateKey => vigil_mask::DetectorKind::PrivateKey,
-                DetectorName::Regex => {
-                    specs.push(vigil_mask::DetectorSpec {
-                        pattern: vigil_mask::DetectorPattern::Regex {
-                            name: detector.name.clone().unwrap_or_default(),
-                            pattern: detector.pattern.clone().unwrap_or_default(),
-                        },
-                        strategy,
-                    });
-                    continue;
-                }
+            // Validated: a built-in kind, or a regex with a name and pattern.
+            let pattern = match detector.builtin {
+                Some(kind) => vigil_mask::DetectorPattern::Builtin(kind),
+                None => vigil_mask::DetectorPattern::Regex {
+                    name: detector.name.clone().unwrap_or_default(),
+                    pattern: detector.pattern.clone().unwrap_or_default(),
+                },
             };
-            specs.push(vigil_mask::DetectorSpec::builtin(kind, strategy));
+            specs.push(vigil_mask::DetectorSpec { pattern, strategy });
         }
         Ok(MaskSetup {
             key: Arc::new(key),
