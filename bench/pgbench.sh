@@ -67,40 +67,13 @@ for n in ROUNDS DURATION SCALE; do
     [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { echo "pgbench.sh: $n must be a positive integer" >&2; exit 2; }
 done
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'pgbench.sh: %s\n' "$*" >&2; exit 2; }
-
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then "$@"
-    elif command -v sudo >/dev/null; then sudo "$@"
-    else die "need root (or sudo) to run: $*"
-    fi
-}
+BENCH_NAME=pgbench.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # --- tools ---------------------------------------------------------------------------
 
-find_pgbouncer() { command -v pgbouncer || { [[ -x /usr/sbin/pgbouncer ]] && echo /usr/sbin/pgbouncer; } || true; }
-
-missing=()
-command -v pgbench >/dev/null && command -v psql >/dev/null || missing+=(postgresql-client)
-[[ -n "$(find_pgbouncer)" ]] || missing+=(pgbouncer)
-command -v python3 >/dev/null || missing+=(python3)
-if ((${#missing[@]})); then
-    say "installing ${missing[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    if [[ " ${missing[*]} " == *" pgbouncer "* ]]; then
-        # The Debian package starts a system-wide pgbouncer; we run our own.
-        if [[ -d /run/systemd/system ]]; then
-            as_root systemctl disable --now pgbouncer >/dev/null 2>&1 || true
-        else
-            as_root service pgbouncer stop >/dev/null 2>&1 || true
-        fi
-    fi
-fi
-PGBOUNCER_BIN=$(find_pgbouncer)
-[[ -n "$PGBOUNCER_BIN" ]] || die "pgbouncer not found after install"
-command -v cargo >/dev/null || die "cargo not found"
+ensure_tools pgbench psql
 
 # --- state and cleanup ---------------------------------------------------------------
 
@@ -110,22 +83,6 @@ VIGIL_PID=
 VIGIL_FAST_PID=
 VIGIL_STRICT_PID=
 PGBOUNCER_PID=
-
-# Stops one process we started: SIGTERM, then SIGKILL past the deadline.
-stop_process() {
-    local name=$1 pid=$2 deadline=$((SECONDS + STOP_DEADLINE_S))
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            echo "pgbench.sh: $name (pid $pid) ignored SIGTERM for ${STOP_DEADLINE_S}s; killing" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.1
-    done
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local status=$?
@@ -145,55 +102,16 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Polls until the port accepts connections; fails fast if the process died.
-wait_for_port() {
-    local name=$1 port=$2 pid=$3 log=$4 deadline=$((SECONDS + READY_DEADLINE_S))
-    until port_open "$port"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$log" >&2 || true
-            die "$name exited before listening on port $port"
-        fi
-        if ((SECONDS >= deadline)); then
-            tail -n 20 "$log" >&2 || true
-            die "$name did not listen on port $port within ${READY_DEADLINE_S}s"
-        fi
-        sleep 0.05
-    done
-}
-
-# utime+stime of a whole process (all threads), in clock ticks.
-cpu_ticks() {
-    local stat rest fields
-    stat=$(<"/proc/$1/stat")
-    rest=${stat##*\) }   # the command name may hold spaces and parentheses
-    read -r -a fields <<<"$rest"
-    echo $((fields[11] + fields[12]))   # fields 14 and 15 of proc(5)
-}
-
 # --- PostgreSQL and the bench database -------------------------------------------------
 
-psql_direct() { psql -X -q -v ON_ERROR_STOP=1 -h "$PGHOST_DIRECT" -p "$PGPORT_DIRECT" -U "$PGSUPERUSER" "$@"; }
-
-psql_direct -d postgres -tAc 'select 1' >/dev/null ||
-    die "cannot reach PostgreSQL at $PGHOST_DIRECT:$PGPORT_DIRECT as $PGSUPERUSER"
-if [[ -z "$(psql_direct -d postgres -tAc "select 1 from pg_database where datname = '$BENCH_DB'")" ]]; then
-    say "creating database $BENCH_DB"
-    psql_direct -d postgres -c "create database \"$BENCH_DB\""
-fi
+ensure_database "$BENCH_DB"
 say "pgbench -i -s $SCALE $BENCH_DB"
 pgbench -i -q -s "$SCALE" -h "$PGHOST_DIRECT" -p "$PGPORT_DIRECT" -U "$PGSUPERUSER" "$BENCH_DB" \
     >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log" >&2; die "pgbench -i failed"; }
 
 # --- Vigil -----------------------------------------------------------------------------
 
-say "building vigil (release)"
-(cd "$ROOT" && cargo build --release -p vigil --quiet) || die "cargo build --release -p vigil failed"
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
-[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
-VIGIL_BIN="$TARGET_DIR/release/vigil"
-[[ -x "$VIGIL_BIN" ]] || die "no binary at $VIGIL_BIN"
+build_vigil
 OUT=${OUT:-"$TARGET_DIR/bench/pgbench-$(date -u +%Y%m%dT%H%M%SZ).json"}
 
 for port in "$VIGIL_PORT" "$VIGIL_FAST_PORT" "$VIGIL_STRICT_PORT" "$PGBOUNCER_PORT"; do
