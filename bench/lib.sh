@@ -108,3 +108,40 @@ build_vigil() {
     VIGIL_BIN="$TARGET_DIR/release/vigil"
     [[ -x "$VIGIL_BIN" ]] || die "no binary at $VIGIL_BIN"
 }
+
+# Starts PgBouncer on $PGBOUNCER_PORT in front of $BENCH_DB (config in $WORK)
+# and sets PGBOUNCER_PID. Session pooling, room for every client, no
+# per-connection logging: the closest PgBouncer gets to Vigil's
+# one-upstream-per-session relay.
+start_pgbouncer() {
+    local pgbouncer_args=()
+    cat >"$WORK/pgbouncer.ini" <<EOF
+[databases]
+$BENCH_DB = host=$PGHOST_DIRECT port=$PGPORT_DIRECT dbname=$BENCH_DB
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $WORK/userlist.txt
+pool_mode = session
+default_pool_size = 20
+min_pool_size = 0
+reserve_pool_size = 0
+max_client_conn = 100
+max_db_connections = 0
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+stats_period = 60
+EOF
+    printf '"%s" ""\n' "$PGSUPERUSER" >"$WORK/userlist.txt"
+    chmod 644 "$WORK/pgbouncer.ini" "$WORK/userlist.txt"
+    if [[ $(id -u) -eq 0 ]]; then
+        # PgBouncer refuses to run as root; -u switches user in-process, so $! stays its pid.
+        if id postgres >/dev/null 2>&1; then pgbouncer_args=(-u postgres); else pgbouncer_args=(-u nobody); fi
+    fi
+    "$PGBOUNCER_BIN" "${pgbouncer_args[@]}" "$WORK/pgbouncer.ini" </dev/null 2>"$WORK/pgbouncer.log" &
+    PGBOUNCER_PID=$!
+}
