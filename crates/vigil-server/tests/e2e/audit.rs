@@ -14,18 +14,6 @@ guardrails = true
 guardrails_exempt = { groups = ["dba"] }
 "#;
 
-/// Every record of the store at `path`, as JSON (envelope and body).
-fn records(path: &std::path::Path) -> Vec<Value> {
-    let store = vigil_audit::open_existing_store(&format!("sqlite://{}", path.display()))
-        .expect("the audit store exists");
-    store
-        .scan(1, 100_000)
-        .expect("scan")
-        .into_iter()
-        .map(|e| serde_json::from_str(&e.canonical).expect("canonical JSON"))
-        .collect()
-}
-
 fn of_kind<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["kind"] == kind).collect()
 }
@@ -107,7 +95,7 @@ fn statements_their_outcomes_sessions_and_failed_logins_are_recorded() {
     std::thread::sleep(Duration::from_millis(200));
     proxy.audit_sync();
     let path = proxy.audit_store();
-    let records = records(&path);
+    let records = audit_records(&path);
 
     let insert = statement(
         &records,
@@ -272,7 +260,7 @@ fn an_unwritable_store_refuses_statements_and_recovers_by_itself() {
     drop(runtime);
     proxy.audit_sync();
     let path = proxy.audit_store();
-    let records = records(&path);
+    let records = audit_records(&path);
     // Every row has its statement event; the refused attempts left none that
     // claims to have run.
     for id in 1..=3 {
@@ -298,7 +286,7 @@ fn fast_mode_records_and_off_records_nothing() {
         proxy.audit_sync();
         let path = proxy.audit_store();
         if expect_events {
-            let records = records(&path);
+            let records = audit_records(&path);
             let s = statement(&records, "SELECT 42");
             assert!(completion(&records, s).is_some());
             verify_ok(&path);

@@ -556,3 +556,15 @@ pub fn run_python(script: &str, conninfo: &str, password: &str, deadline: Durati
         stderr: std::fs::read_to_string(&stderr_path).unwrap(),
     }
 }
+
+/// Every record of the audit store at `path`, as JSON (envelope and body).
+pub fn audit_records(path: &Path) -> Vec<serde_json::Value> {
+    let store = vigil_audit::open_existing_store(&format!("sqlite://{}", path.display()))
+        .expect("the audit store exists");
+    store
+        .scan(1, 100_000)
+        .expect("scan")
+        .into_iter()
+        .map(|e| serde_json::from_str(&e.canonical).expect("canonical JSON"))
+        .collect()
+}

@@ -37,18 +37,6 @@ fn psycopg_text_binary_cursors_copy_and_prepared_are_masked() {
     );
 }
 
-/// Every record of the audit store at `path`, as JSON.
-fn records(path: &Path) -> Vec<Value> {
-    let store = vigil_audit::open_existing_store(&format!("sqlite://{}", path.display()))
-        .expect("the audit store exists");
-    store
-        .scan(1, 100_000)
-        .expect("scan")
-        .into_iter()
-        .map(|e| serde_json::from_str(&e.canonical).expect("canonical JSON"))
-        .collect()
-}
-
 /// The `statement.completed` record of the statement whose text is `text`.
 fn completion<'a>(records: &'a [Value], text: &str) -> &'a Value {
     let statement = records
@@ -92,7 +80,7 @@ async fn the_audit_trail_counts_masked_values_and_never_holds_them() {
     proxy.audit_sync();
 
     let path = proxy.audit_store();
-    let records = records(&path);
+    let records = audit_records(&path);
     let counts = &completion(&records, masked)["body"]["masked_values"];
     assert!(counts["ssn"].as_u64() >= Some(1), "{counts}");
     assert!(counts["email"].as_u64() >= Some(1), "{counts}");
