@@ -5,6 +5,7 @@
 //! are real SCRAM verifiers and every upstream secret could be read. Serving code
 //! never re-checks any of that.
 
+mod approvals;
 mod error;
 mod masking;
 mod model;
@@ -14,6 +15,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use approvals::*;
 pub use error::{ConfigError, Problem};
 pub use masking::*;
 pub use model::*;

@@ -10,7 +10,7 @@ use vigil_audit::AuditConfig;
 use vigil_auth::Verifier;
 use vigil_policy::{Action, Policy, PolicySettings, RuleConfig};
 
-use crate::{Masking, Secret};
+use crate::{Admin, Approvals, Masking, Secret};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +34,12 @@ pub struct Config {
     /// Dynamic data masking. Absent: nothing is masked.
     #[serde(default)]
     pub masking: Masking,
+    /// Approval requests, webhooks and just-in-time grants.
+    #[serde(default)]
+    pub approvals: Approvals,
+    /// Who may use the admin API.
+    #[serde(default)]
+    pub admin: Admin,
     /// The checked policy: these rules, those of the included files and the
     /// guardrail pack when it is on.
     #[serde(skip)]
@@ -54,7 +60,7 @@ impl Config {
 #[serde(deny_unknown_fields)]
 pub struct Server {
     pub listen: String,
-    /// The admin HTTP API's address; served once the admin API exists.
+    /// The admin HTTP API's address (approvals, grants); not served when absent.
     pub admin_listen: Option<String>,
     /// Largest client message held whole in memory (Query, Parse, Bind …).
     /// COPY data streams through and is not bounded by this.

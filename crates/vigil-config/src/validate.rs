@@ -150,6 +150,71 @@ fn validate_masking(masking: &mut Masking, base: &Path, problem: &mut impl FnMut
     }
 }
 
+fn validate_approvals(config: &Config, problem: &mut impl FnMut(String, String)) {
+    let approvals = &config.approvals;
+    if approvals.timeout_secs == 0 {
+        problem("approvals.timeout_secs".into(), "must be at least 1".into());
+    }
+    if approvals.window_secs == 0 {
+        problem("approvals.window_secs".into(), "must be at least 1".into());
+    }
+    if approvals.approvers.count == 0 {
+        problem(
+            "approvals.approvers.count".into(),
+            "at least one approval is needed".into(),
+        );
+    }
+    for (i, hook) in approvals.webhooks.iter().enumerate() {
+        if let Err(reason) = crate::approvals::check_url(&hook.url) {
+            problem(format!("approvals.webhooks[{i}].url"), reason);
+        }
+        if hook.attempts == 0 {
+            problem(
+                format!("approvals.webhooks[{i}].attempts"),
+                "must be at least 1".into(),
+            );
+        }
+    }
+    for (i, grant) in approvals.grants.iter().enumerate() {
+        let key = |k: &str| format!("approvals.grants[{i}].{k}");
+        if grant.group.trim().is_empty() {
+            problem(key("group"), "must not be empty".into());
+        }
+        if grant.databases.is_empty() {
+            problem(key("databases"), "name at least one database (globs allowed)".into());
+        }
+        if grant.max_secs == 0 {
+            problem(key("max_secs"), "must be at least 1".into());
+        }
+        if grant.approvers.count == 0 {
+            problem(key("approvers.count"), "at least one approval is needed".into());
+        }
+    }
+    let mut names = HashSet::new();
+    let mut hashes = HashSet::new();
+    for (i, token) in config.admin.tokens.iter().enumerate() {
+        let key = |k: &str| format!("admin.tokens[{i}].{k}");
+        if !names.insert(token.name.as_str()) {
+            problem(key("name"), format!("token name {:?} is used twice", token.name));
+        }
+        if config.identity(&token.identity).is_none() {
+            problem(
+                key("identity"),
+                format!("{:?} is not one of [[identities]]", token.identity),
+            );
+        }
+        let hex = token.sha256.len() == 64 && token.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex {
+            problem(
+                key("sha256"),
+                "must be the token's SHA-256 in hex (64 characters); `vigil token` makes a token and its hash".into(),
+            );
+        } else if !hashes.insert(token.sha256.to_ascii_lowercase()) {
+            problem(key("sha256"), "the same token is configured twice".into());
+        }
+    }
+}
+
 /// Validates `config` in place, filling in the derived fields, and returns
 /// every problem found (empty when the config is good).
 pub(crate) fn validate(config: &mut Config, base: &Path) -> Vec<Problem> {
@@ -196,6 +261,7 @@ pub(crate) fn validate(config: &mut Config, base: &Path) -> Vec<Problem> {
     }
     validate_audit(&mut config.audit, base, &mut problem);
     validate_masking(&mut config.masking, base, &mut problem);
+    validate_approvals(config, &mut problem);
     if config.auth.max_failures == 0 {
         problem("auth.max_failures".into(), "must be at least 1".into());
     }

@@ -122,6 +122,8 @@ fn rule() -> Arc<Rule> {
             when: When::default(),
             unless: Subjects::default(),
             mask: Vec::new(),
+            approvers: None,
+            approval: None,
         })
     })
     .clone()

@@ -53,7 +53,7 @@ pub use decide::{Decision, SessionPolicy};
 pub use explain::{Explanation, StatementExplanation};
 pub use glob::{Glob, SearchPath};
 pub use model::{
-    Action, Approvers, ClassName, CopyDirectionName, IdentityKindName, KindName, PolicySettings,
+    Action, ApprovalMode, Approvers, ClassName, CopyDirectionName, IdentityKindName, KindName, PolicySettings,
     PropertyMatch, RuleConfig, RuleFile, Subjects, When,
 };
 pub use rule::Rule;
@@ -153,6 +153,18 @@ impl Policy {
                         "only a rule with action = \"review\" has approvers".into(),
                     ));
                 }
+                if config.approval.is_some() && config.action != Action::Review {
+                    problems.push(problem(
+                        "approval",
+                        "only a rule with action = \"review\" has an approval mode".into(),
+                    ));
+                }
+                if config.approvers.as_ref().is_some_and(|a| a.count == 0) {
+                    problems.push(problem(
+                        "approvers.count",
+                        "at least one approval is needed".into(),
+                    ));
+                }
                 rules.push(Arc::new(build(config, &source.origin, None)));
             }
         }
@@ -220,5 +232,7 @@ fn build(config: RuleConfig, origin: &str, pack: Option<&PolicySettings>) -> Rul
         when,
         unless,
         mask: config.mask,
+        approvers: config.approvers,
+        approval: config.approval,
     }
 }

@@ -71,9 +71,14 @@ pub struct RuleConfig {
     /// How to proceed, sent as the error's HINT.
     #[serde(default)]
     pub hint: Option<String>,
-    /// Who may approve a `review` (honoured once approvals exist).
+    /// Who may approve a `review`: absent, `[approvals].approvers`.
     #[serde(default)]
     pub approvers: Option<Approvers>,
+    /// What the client of a `review` experiences: `hold` (the session waits
+    /// for the decision) or `refuse` (refused now, runnable once approved).
+    /// Absent: `[approvals].mode`.
+    #[serde(default)]
+    pub approval: Option<ApprovalMode>,
     /// Columns (`schema.table.column`) masked in the sessions the rule
     /// applies to, whatever `[masking]` exempts. Only for `allow` rules whose
     /// `when` names who and where (identities, groups, kinds, databases,
@@ -177,7 +182,9 @@ impl Subjects {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Who may approve, and how many distinct approvals are needed. Empty
+/// lists: anyone holding an approver token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Approvers {
     #[serde(default)]
@@ -186,6 +193,47 @@ pub struct Approvers {
     pub groups: Vec<String>,
     #[serde(default = "one")]
     pub count: u32,
+}
+
+impl Default for Approvers {
+    fn default() -> Approvers {
+        Approvers {
+            identities: Vec::new(),
+            groups: Vec::new(),
+            count: 1,
+        }
+    }
+}
+
+impl Approvers {
+    /// Whether `name` (a member of `groups`) is one of these approvers.
+    pub fn admits(&self, name: &str, groups: &[String]) -> bool {
+        (self.identities.is_empty() && self.groups.is_empty())
+            || self.identities.iter().any(|i| i == name)
+            || self.groups.iter().any(|g| groups.contains(g))
+    }
+}
+
+/// How a statement that needs approval meets its client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalMode {
+    /// The session waits, told so by a notice, until the request is decided
+    /// or expires; approved, the statement runs and answers as usual.
+    #[default]
+    Hold,
+    /// Refused at once with the request's id; once approved, the same
+    /// identity may run the byte-identical statement once, within a window.
+    Refuse,
+}
+
+impl ApprovalMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalMode::Hold => "hold",
+            ApprovalMode::Refuse => "refuse",
+        }
+    }
 }
 
 fn one() -> u32 {

@@ -22,6 +22,9 @@ pub struct Rule {
     pub(crate) unless: Subjects,
     /// Columns masked in the sessions it applies to.
     pub mask: Vec<String>,
+    /// A `review` rule's approvers and client experience, where it names them.
+    pub approvers: Option<crate::Approvers>,
+    pub approval: Option<crate::ApprovalMode>,
 }
 
 impl Rule {
