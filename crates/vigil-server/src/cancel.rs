@@ -18,6 +18,8 @@ pub(crate) struct CancelTarget {
     pub(crate) tls: Option<(TlsConnector, String)>,
     pub(crate) pid: i32,
     pub(crate) secret: i32,
+    /// Set while the session holds a statement for approval.
+    pub(crate) held: Arc<crate::approvals::CancelSignal>,
 }
 
 #[derive(Default)]

@@ -5,6 +5,8 @@
 //! The server holds no global state: everything a session needs comes from the
 //! [`State`] it is handed, so tests run many servers in one process.
 
+pub mod admin;
+mod approvals;
 mod auth;
 mod cancel;
 mod error;

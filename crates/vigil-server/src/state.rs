@@ -11,6 +11,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use vigil_audit::{AuditEvent, AuditLog, ConfigReload};
 use vigil_config::Config;
 
+use crate::approvals::Approvals;
 use crate::auth::Throttle;
 use crate::cancel::CancelRegistry;
 use crate::masking::{Catalogs, MaskSetup};
@@ -42,6 +43,9 @@ pub struct State {
     pub(crate) audit: AuditLog,
     pub(crate) cancels: CancelRegistry,
     pub(crate) throttle: Throttle,
+    /// Approval requests and grants. Its webhooks are those configured at
+    /// start; a reload does not change them.
+    pub(crate) approvals: Arc<Approvals>,
     /// Upstream catalogs, for masking.
     pub(crate) catalogs: Catalogs,
     /// Seeds fake SCRAM verifiers for unknown users.
@@ -58,6 +62,7 @@ impl State {
         let throttle = Throttle::new(&config.auth);
         let (mock_secret, mock_iterations) = mock_parameters(&config);
         let audit = config.audit.open()?;
+        let approvals = Approvals::start(audit.clone(), &config.approvals.webhooks);
         Ok(Arc::new(State {
             snapshot: RwLock::new(Arc::new(Snapshot::build(config)?)),
             generation: AtomicU64::new(0),
@@ -65,6 +70,7 @@ impl State {
             audit,
             cancels: CancelRegistry::default(),
             throttle,
+            approvals,
             catalogs: Catalogs::default(),
             mock_secret,
             mock_iterations,
@@ -101,6 +107,13 @@ impl State {
         if let Err(error) = self.audit.record(event) {
             tracing::warn!(%error, "config reload not recorded in the audit trail");
         }
+    }
+
+    /// Where the admin API listens, if it is configured.
+    pub fn admin_listen(&self) -> Option<std::net::SocketAddr> {
+        let snapshot = self.snapshot();
+        let address = snapshot.config.server.admin_listen.as_deref()?;
+        address.parse().ok()
     }
 
     /// The audit log: `vigil serve` shuts it down on exit.

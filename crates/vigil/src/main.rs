@@ -152,7 +152,24 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(%listen, workers = workers.handles.len(), version = env!("CARGO_PKG_VERSION"), "vigil listening");
         tokio::spawn(reload::watch(state.clone(), path.to_owned()));
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = match state.admin_listen() {
+            Some(address) => {
+                let admin = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (server.admin_listen)"))?;
+                let stopped = async {
+                    let _ = admin_stopped.await;
+                };
+                Some(tokio::spawn(vigil_server::admin::serve(admin, state.clone(), stopped)))
+            }
+            None => None,
+        };
         vigil_server::serve_on(listener, state.clone(), shutdown_signal(), &workers.handles).await;
+        let _ = admin_stop.send(());
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         anyhow::Ok(())
     });
     workers.stop();

@@ -37,6 +37,8 @@ pub(crate) struct Decided<'a> {
     pub(crate) rule: Option<&'a str>,
     /// Per statement, the masked columns it reads (`schema.table.column`).
     pub(crate) masked: &'a [Vec<String>],
+    /// The approval request it was sent to review under.
+    pub(crate) approval: Option<&'a str>,
 }
 
 impl SessionAudit {
@@ -75,6 +77,10 @@ impl SessionAudit {
     /// Whether events are recorded at all (`mode = "off"` records none).
     pub(crate) fn enabled(&self) -> bool {
         self.log.durability() != vigil_audit::Durability::Off
+    }
+
+    pub(crate) fn session_id(&self) -> u64 {
+        self.info.session_id
     }
 
     pub(crate) fn log(&self) -> &AuditLog {
@@ -179,7 +185,7 @@ impl SessionAudit {
             },
             rule_ids: decided.rule.iter().map(|r| (*r).to_owned()).collect(),
             masked_columns,
-            approval_id: None,
+            approval_id: decided.approval.map(str::to_owned),
             intent,
         })
     }

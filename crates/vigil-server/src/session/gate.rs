@@ -12,11 +12,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tracing::{info, warn};
 use vigil_audit::AuditEvent;
-use vigil_policy::{Action, Decision, SearchPath, SessionPolicy, Subject, Target};
+use vigil_policy::{Action, Decision, Rule, SearchPath, SessionPolicy, Subject, Target};
 use vigil_sql::{Analysis, AnalyzeError, Class, Kind, Properties, Statement};
 use vigil_wire::backend::{self, Report, Severity};
 
 use super::audit::{Decided, SessionAudit};
+use super::review::{self, Asker, Asking, Reviewed};
+use crate::approvals::{BindParameters, CancelSignal, Wait};
 use crate::masking::{Prepared as MaskedStatement, SessionMasks};
 use crate::{Identity, State};
 
@@ -34,6 +36,15 @@ pub(crate) struct Checked {
     pub(crate) verdict: Verdict,
     pub(crate) runs: Option<Vec<u64>>,
     pub(crate) masks: Option<Vec<MaskedStatement>>,
+    /// Forwarded only once approved (hold mode).
+    pub(crate) hold: Option<Hold>,
+}
+
+/// A statement held for approval: the wait, and the notice that tells the
+/// client so at once.
+pub(crate) struct Hold {
+    pub(crate) wait: Wait,
+    pub(crate) notice: Bytes,
 }
 
 impl Checked {
@@ -42,6 +53,7 @@ impl Checked {
             verdict: Verdict::Forward,
             runs,
             masks: None,
+            hold: None,
         }
     }
 
@@ -50,6 +62,19 @@ impl Checked {
             verdict: Verdict::Refuse(error),
             runs: None,
             masks: None,
+            hold: None,
+        }
+    }
+
+    /// Forwarded as `reviewed` says: at once, once approved, or refused.
+    fn reviewed(reviewed: Reviewed, runs: Option<Vec<u64>>) -> Checked {
+        match reviewed {
+            Reviewed::Hold { wait, notice } => Checked {
+                hold: Some(Hold { wait, notice }),
+                ..Checked::forward(runs)
+            },
+            Reviewed::Run { .. } => Checked::forward(runs),
+            Reviewed::Refused { error, .. } => Checked::refuse(error),
         }
     }
 }
@@ -60,12 +85,26 @@ struct Prepared {
     rule: Option<Arc<str>>,
     /// The masked columns it reads.
     masked: Vec<Vec<String>>,
+    /// Sent to review (by this rule, or the database default when `None`):
+    /// each Execute is an approval request.
+    review: Option<Option<Arc<Rule>>>,
+    /// Its text, for approvers; kept only when it is reviewed.
+    sql: Option<Arc<str>>,
+}
+
+/// A bound portal: the statement, and for a reviewed one the parameters.
+#[derive(Clone)]
+struct Portal {
+    prepared: Arc<Prepared>,
+    parameters: Option<Arc<BindParameters>>,
 }
 
 /// What the gate decided for a text.
 struct Ruling {
     action: Action,
     rule: Option<Arc<str>>,
+    /// The rule itself (a reviewing rule names approvers).
+    source: Option<Arc<Rule>>,
 }
 
 pub(crate) struct Gate {
@@ -82,7 +121,7 @@ pub(crate) struct Gate {
     /// With audit on: prepared statements and bound portals by name, so an
     /// Execute is recorded as the statement it runs.
     prepared: HashMap<Vec<u8>, Arc<Prepared>>,
-    portals: HashMap<Vec<u8>, Arc<Prepared>>,
+    portals: HashMap<Vec<u8>, Portal>,
     /// What this session's identity sees masked; `None`: everything clear.
     pub(crate) masks: Option<Arc<SessionMasks>>,
     /// When the catalog was last asked to be read again.
@@ -91,6 +130,12 @@ pub(crate) struct Gate {
     masks_pending: bool,
     /// In a masked session: what masking made of each declared cursor's query.
     cursors: HashMap<String, crate::masking::StatementMasks>,
+    /// A CancelRequest for this session withdraws a held statement.
+    pub(crate) cancel: Arc<CancelSignal>,
+    /// The grants `policy` was built with: their version, and when the
+    /// first of them ends.
+    grants_version: u64,
+    grants_end: vigil_audit::clock::Micros,
 }
 
 impl Gate {
@@ -102,7 +147,9 @@ impl Gate {
         masks: Option<Arc<SessionMasks>>,
     ) -> Gate {
         let generation = state.generation();
-        let policy = session_policy(&state, &identity, &database).unwrap_or_else(deny_all);
+        let grants_version = state.approvals.grants_version();
+        let (policy, grants_end) = session_policy(&state, &identity, &database);
+        let policy = policy.unwrap_or_else(deny_all);
         Gate {
             state,
             identity,
@@ -118,7 +165,14 @@ impl Gate {
             catalog_asked: None,
             masks_pending: false,
             cursors: HashMap::new(),
+            cancel: Arc::default(),
+            grants_version,
+            grants_end,
         }
+    }
+
+    pub(crate) fn state(&self) -> &Arc<State> {
+        &self.state
     }
 
     /// A result named a table the catalog does not know, or DDL ran: have
@@ -138,7 +192,15 @@ impl Gate {
     /// A simple-protocol Query's text.
     pub(crate) fn query(&mut self, sql: &[u8], events: &mut Vec<AuditEvent>) -> Checked {
         match self.analyze(sql, events) {
-            Ok(analysis) => self.decide(&analysis, Some(events)).0,
+            Ok(analysis) => {
+                // Analyzed, so UTF-8.
+                let text = std::str::from_utf8(sql).unwrap_or_default();
+                let asking = Asking {
+                    sql: text,
+                    parameters: None,
+                };
+                self.decide(&analysis, Some(events), Some(asking)).0
+            }
             Err(refused) => refused,
         }
     }
@@ -155,15 +217,23 @@ impl Gate {
             Ok(analysis) => analysis,
             Err(refused) => return refused,
         };
-        let (checked, decision) = self.decide(&analysis, None);
+        let (checked, decision) = self.decide(&analysis, None, None);
         let rule = decision.rule;
         if let Verdict::Forward = checked.verdict {
-            if self.audit.enabled() {
+            // Preparing runs nothing: a reviewed statement is asked about
+            // at each Execute, with its parameters.
+            let review = (decision.action == Action::Review).then_some(decision.source);
+            if self.audit.enabled() || review.is_some() {
                 let masked = masked_names(checked.masks.as_deref());
+                let sql = review
+                    .is_some()
+                    .then(|| Arc::from(String::from_utf8_lossy(sql).as_ref()));
                 let prepared = Arc::new(Prepared {
                     analysis,
                     rule,
                     masked,
+                    review,
+                    sql,
                 });
                 self.prepared.insert(name.to_vec(), prepared);
             }
@@ -173,20 +243,29 @@ impl Gate {
                 action: decision.action,
                 rule: rule.as_deref(),
                 masked: &[],
+                approval: None,
             };
             self.record(&analysis, &decided, events);
         }
         checked
     }
 
-    /// A Bind of `statement` into `portal`.
-    pub(crate) fn bind(&mut self, portal: &[u8], statement: &[u8]) {
-        if !self.audit.enabled() {
+    /// A Bind (`body`) of `statement` into `portal`.
+    pub(crate) fn bind(&mut self, portal: &[u8], statement: &[u8], body: &[u8]) {
+        if !self.audit.enabled() && self.prepared.is_empty() && self.portals.is_empty() {
             return;
         }
         match self.prepared.get(statement) {
             Some(prepared) => {
-                self.portals.insert(portal.to_vec(), Arc::clone(prepared));
+                let parameters = match prepared.review {
+                    Some(_) => crate::approvals::bind_parameters(body).map(Arc::new),
+                    None => None,
+                };
+                let portal_entry = Portal {
+                    prepared: Arc::clone(prepared),
+                    parameters,
+                };
+                self.portals.insert(portal.to_vec(), portal_entry);
             }
             None => {
                 self.portals.remove(portal);
@@ -194,17 +273,40 @@ impl Gate {
         }
     }
 
-    /// An Execute of `portal`: the audited statement it runs.
-    pub(crate) fn execute(
-        &mut self,
-        portal: &[u8],
-        events: &mut Vec<AuditEvent>,
-    ) -> Option<Vec<u64>> {
-        if !self.audit.enabled() {
-            return None;
+    /// An Execute of `portal`: the audited statement it runs, held or
+    /// refused when it needs approval.
+    pub(crate) fn execute(&mut self, portal: &[u8], events: &mut Vec<AuditEvent>) -> Checked {
+        let bound = self.portals.get(portal).cloned();
+        if let Some(Portal {
+            prepared,
+            parameters,
+        }) = &bound
+        {
+            if let Some(rule) = &prepared.review {
+                let asking = Asking {
+                    sql: prepared.sql.as_deref().unwrap_or_default(),
+                    parameters: parameters.as_deref(),
+                };
+                let reviewed =
+                    review::review(&self.asker(), rule.as_ref(), &prepared.analysis, &asking);
+                let decided = Decided {
+                    action: Action::Review,
+                    rule: prepared.rule.as_deref(),
+                    masked: &prepared.masked,
+                    approval: reviewed.id(),
+                };
+                let runs = self.record(&prepared.analysis, &decided, events);
+                if let Reviewed::Refused { .. } = reviewed {
+                    self.refused += 1;
+                }
+                return Checked::reviewed(reviewed, runs);
+            }
         }
-        let prepared = match self.portals.get(portal) {
-            Some(prepared) => Arc::clone(prepared),
+        if !self.audit.enabled() {
+            return Checked::forward(None);
+        }
+        let prepared = match bound {
+            Some(portal) => portal.prepared,
             // A portal Vigil did not see bound (a cursor declared in SQL):
             // still recorded, as what Vigil knows of it.
             None => Arc::new(Prepared {
@@ -214,22 +316,38 @@ impl Gate {
                 ))),
                 rule: None,
                 masked: Vec::new(),
+                review: None,
+                sql: None,
             }),
         };
         let decided = Decided {
             action: Action::Allow,
             rule: prepared.rule.as_deref(),
             masked: &prepared.masked,
+            approval: None,
         };
-        Some(self.audit.statements(&prepared.analysis, &decided, events))
+        Checked::forward(Some(self.audit.statements(
+            &prepared.analysis,
+            &decided,
+            events,
+        )))
+    }
+
+    fn asker(&self) -> Asker<'_> {
+        Asker {
+            state: &self.state,
+            identity: &self.identity.name,
+            database: &self.database,
+            session_id: self.audit.session_id(),
+        }
     }
 
     /// A Close of a statement (`kind` S) or a portal (P).
     pub(crate) fn close(&mut self, kind: u8, name: &[u8]) {
         match kind {
-            b'S' => self.prepared.remove(name),
-            _ => self.portals.remove(name),
-        };
+            b'S' => drop(self.prepared.remove(name)),
+            _ => drop(self.portals.remove(name)),
+        }
     }
 
     /// A fast-path FunctionCall: which function it runs is an OID the
@@ -242,6 +360,7 @@ impl Gate {
                 action: Action::Deny,
                 rule: Some("vigil.masking.unknown-lineage"),
                 masked: &[],
+                approval: None,
             };
             self.record(&analysis, &decided, events);
             self.refused += 1;
@@ -251,7 +370,11 @@ impl Gate {
             ));
         }
         let analysis = opaque("<fast-path function call>".into());
-        self.decide(&analysis, Some(events)).0
+        let asking = Asking {
+            sql: "<fast-path function call>",
+            parameters: None,
+        };
+        self.decide(&analysis, Some(events), Some(asking)).0
     }
 
     /// The analysis of `sql`, or the refusal of a text that has none.
@@ -270,6 +393,7 @@ impl Gate {
                     action: Action::Deny,
                     rule: Some("vigil.unreadable"),
                     masked: &[],
+                    approval: None,
                 };
                 gate.audit.statements(&analysis, &decided, events);
             }
@@ -294,25 +418,28 @@ impl Gate {
     }
 
     /// Decides `analysis`; with audit on and `events` given, its
-    /// statements' events go there.
+    /// statements' events go there. A text sent to review is asked about
+    /// now when `asking` says what runs (a Query); a Parse's is asked
+    /// about at each Execute.
     fn decide(
         &mut self,
         analysis: &Analysis,
         events: Option<&mut Vec<AuditEvent>>,
+        asking: Option<Asking<'_>>,
     ) -> (Checked, Ruling) {
         self.refresh();
         let decision = self.policy.decide_on_path(analysis, &self.search_path);
+        // What may run (now, or once approved) is masked.
+        let may_run = matches!(decision.action, Action::Allow | Action::Review);
         let mut masked = None;
         let mut masking_refused = None;
-        if self.masks_pending && decision.action == Action::Allow {
+        if self.masks_pending && may_run {
             masking_refused = Some((
                 "vigil.masking.pending",
                 "masking now applies to this session and Vigil is still reading the catalog; retry in a moment".to_owned(),
             ));
         }
-        if let (Action::Allow, Some(masks), None) =
-            (decision.action, self.masks.clone(), &masking_refused)
-        {
+        if let (true, Some(masks), None) = (may_run, self.masks.clone(), &masking_refused) {
             let mut statements = Vec::with_capacity(analysis.statements.len());
             for statement in &analysis.statements {
                 let mut prepared = MaskedStatement::new(&masks, statement);
@@ -329,11 +456,22 @@ impl Gate {
             Some((rule, _)) => Ruling {
                 action: Action::Deny,
                 rule: Some(Arc::from(*rule)),
+                source: None,
             },
             None => Ruling {
                 action: decision.action,
                 rule: decision.rule.as_ref().map(|r| Arc::clone(&r.id)),
+                source: decision.rule.clone(),
             },
+        };
+        let reviewed = match (decided.action, asking) {
+            (Action::Review, Some(asking)) => Some(review::review(
+                &self.asker(),
+                decision.rule.as_ref(),
+                analysis,
+                &asking,
+            )),
+            _ => None,
         };
         let names = masked_names(masked.as_deref());
         let runs = events.and_then(|events| {
@@ -341,6 +479,7 @@ impl Gate {
                 action: decided.action,
                 rule: decided.rule.as_deref(),
                 masked: &names,
+                approval: reviewed.as_ref().and_then(Reviewed::id),
             };
             self.record(analysis, &recorded, events)
         });
@@ -349,19 +488,32 @@ impl Gate {
             warn!(rule, "statement refused by masking");
             return (Checked::refuse(masking_refusal(rule, &reason)), decided);
         }
-        if decision.action == Action::Allow {
+        let runs_now = match (&reviewed, decision.action) {
+            (Some(Reviewed::Refused { .. }), _) => false,
+            (Some(_), _) | (None, Action::Allow) => true,
+            // A Parse: nothing runs until an Execute is approved.
+            (None, Action::Review) => true,
+            (None, Action::Deny) => false,
+        };
+        if runs_now {
             for statement in &analysis.statements {
                 self.search_path.note(statement);
             }
             if analysis.statements.iter().any(|s| s.class == Class::Ddl) && self.masks.is_some() {
                 self.catalog_changed();
             }
-            let mut checked = Checked::forward(runs);
+            let mut checked = match reviewed {
+                Some(reviewed) => Checked::reviewed(reviewed, runs),
+                None => Checked::forward(runs),
+            };
             checked.masks = masked;
             return (checked, decided);
         }
         self.refused += 1;
-        let error = refusal(&decision, analysis);
+        let error = match reviewed {
+            Some(Reviewed::Refused { error, .. }) => error,
+            _ => refusal(&decision, analysis),
+        };
         (Checked::refuse(error), decided)
     }
 
@@ -421,13 +573,21 @@ impl Gate {
             .then(|| self.audit.statements(analysis, decided, events))
     }
 
-    /// Picks up a reloaded policy and a newly read catalog.
+    /// Picks up a reloaded policy, a grant that started or ended, and a
+    /// newly read catalog.
     fn refresh(&mut self) {
         let generation = self.state.generation();
-        let reloaded = generation != self.generation;
+        let grants_version = self.state.approvals.grants_version();
+        let grant_ended = self.grants_end != vigil_audit::clock::Micros::MAX
+            && vigil_audit::clock::now_micros() >= self.grants_end;
+        let reloaded =
+            generation != self.generation || grants_version != self.grants_version || grant_ended;
         if reloaded {
             self.generation = generation;
-            if let Some(policy) = session_policy(&self.state, &self.identity, &self.database) {
+            self.grants_version = grants_version;
+            let (policy, grants_end) = session_policy(&self.state, &self.identity, &self.database);
+            self.grants_end = grants_end;
+            if let Some(policy) = policy {
                 self.policy = policy;
             }
         }
@@ -440,11 +600,10 @@ impl Gate {
             return;
         }
         let snapshot = self.state.snapshot();
-        let configured = snapshot.config.identity(&self.identity.name);
-        let groups = configured.map_or(&self.identity.groups, |c| &c.groups);
+        let (groups, _) = session_groups(&self.state, &snapshot, &self.identity, &self.database);
         let subject = Subject {
             name: &self.identity.name,
-            groups,
+            groups: &groups,
             kind: self.identity.kind.as_str(),
         };
         // A reload can exempt a running session, or start masking for one
@@ -588,8 +747,6 @@ fn refusal(decision: &Decision, analysis: &Analysis) -> Bytes {
         ),
     });
     let hint = match (decision.action, hint) {
-        (Action::Review, Some(hint)) => format!("{hint} Approvals are not available yet, so statements that need one are refused."),
-        (Action::Review, None) => "Approvals are not available yet, so statements that need one are refused; ask an approver to run it.".to_owned(),
         (_, Some(hint)) => hint,
         (_, None) => "Ask the owners of the Vigil policy, or run `vigil policy explain` to see which rules apply.".to_owned(),
     };
@@ -611,16 +768,21 @@ fn refusal(decision: &Decision, analysis: &Analysis) -> Bytes {
     out.freeze()
 }
 
-fn session_policy(state: &State, identity: &Identity, database: &str) -> Option<SessionPolicy> {
+/// The session's policy (`None` when its database left the configuration),
+/// and when the first grant it was built with ends.
+fn session_policy(
+    state: &State,
+    identity: &Identity,
+    database: &str,
+) -> (Option<SessionPolicy>, vigil_audit::clock::Micros) {
     let snapshot = state.snapshot();
-    let db = snapshot.config.database(database)?;
-    // Groups as configured now: a reload that moves someone out of a group
-    // takes effect in their running sessions too.
-    let configured = snapshot.config.identity(&identity.name);
-    let groups = configured.map_or(&identity.groups, |c| &c.groups);
+    let (groups, grants_end) = session_groups(state, &snapshot, identity, database);
+    let Some(db) = snapshot.config.database(database) else {
+        return (None, grants_end);
+    };
     let subject = Subject {
         name: &identity.name,
-        groups,
+        groups: &groups,
         kind: identity.kind.as_str(),
     };
     let target = Target {
@@ -628,12 +790,31 @@ fn session_policy(state: &State, identity: &Identity, database: &str) -> Option<
         labels: &db.labels,
         default: db.default_action,
     };
-    Some(
-        snapshot
-            .config
-            .compiled_policy
-            .for_session(&subject, &target),
-    )
+    let policy = snapshot
+        .config
+        .compiled_policy
+        .for_session(&subject, &target);
+    (Some(policy), grants_end)
+}
+
+/// The identity's groups on `database` now: as configured (a reload that
+/// moves someone out of a group takes effect in running sessions too), plus
+/// those granted for a while; and when the first grant ends.
+fn session_groups(
+    state: &State,
+    snapshot: &crate::state::Snapshot,
+    identity: &Identity,
+    database: &str,
+) -> (Vec<String>, vigil_audit::clock::Micros) {
+    let configured = snapshot.config.identity(&identity.name);
+    let mut groups = configured.map_or(&identity.groups, |c| &c.groups).clone();
+    let (granted, ends) = state.approvals.granted_groups(&identity.name, database);
+    for group in granted {
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+    (groups, ends)
 }
 
 /// For a session whose database vanished from the configuration.

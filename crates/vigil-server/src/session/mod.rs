@@ -6,6 +6,7 @@ pub(crate) mod client;
 mod gate;
 mod owed;
 mod relay;
+mod review;
 mod startup;
 
 use std::net::SocketAddr;
@@ -180,12 +181,14 @@ async fn establish(
         relay: e.relay(),
         reason: e.to_string(),
     })?;
+    let cancel_signal = Arc::new(crate::approvals::CancelSignal::default());
     let cancel_target = CancelTarget {
         database: db.name.clone(),
         upstream: db.upstream.clone(),
         tls,
         pid: upstream.pid,
         secret: upstream.secret,
+        held: Arc::clone(&cancel_signal),
     };
     if let Some(reason) = relay::unsafe_parameters(&upstream.parameters) {
         return Err(SessionError::UnsafeSession(reason));
@@ -215,13 +218,14 @@ async fn establish(
     );
     audit.session_started();
     let masks = session_masks(state, &snapshot, &identity, db, cancel_target.tls.as_ref()).await?;
-    let gate = gate::Gate::new(
+    let mut gate = gate::Gate::new(
         state.clone(),
         Arc::new(identity),
         db.name.clone(),
         audit,
         masks,
     );
+    gate.cancel = cancel_signal;
     Ok(Some(Established {
         upstream,
         max_message_bytes: config.server.max_message_bytes,
@@ -379,6 +383,14 @@ fn record_auth_failure(
 /// as PostgreSQL does.
 async fn forward_cancel(state: &State, pid: i32, secret: i32) {
     match state.cancels.lookup(pid, secret) {
+        // The session is holding a statement for approval: the statement
+        // has not reached the server, so the cancel withdraws the request.
+        Some(target) if target.held.cancel() => {
+            info!(
+                database = target.database,
+                "cancel withdrew a statement held for approval"
+            );
+        }
         Some(target) => {
             if let Err(error) = cancel::send(&target).await {
                 warn!(%error, database = target.database, "cancel could not reach upstream");

@@ -34,8 +34,9 @@ use vigil_wire::tags::{backend as b, frontend as f};
 use vigil_wire::{FrameReader, Next, TagSet, WireError};
 
 use super::audit::unavailable_report;
-use super::gate::{Checked, Gate, Verdict};
+use super::gate::{Checked, Gate, Hold, Verdict};
 use super::owed::{Owed, Ticket};
+use crate::approvals::Outcome;
 use crate::masking::{Handling, Masker, Prepared as MaskedStatement, Source};
 use crate::shutdown::Phase;
 use crate::stream::Stream;
@@ -94,17 +95,28 @@ struct Message {
     runs: Option<(Vec<u64>, Range<usize>)>,
     /// What masking makes of its statements (a Query's, a Parse's).
     masks: Option<Vec<MaskedStatement>>,
+    /// Held for approval: forwarded only once approved.
+    hold: Option<Hold>,
 }
 
-/// The audit log's answer for a batch of events, one result per event.
-type AuditResults = Pin<Box<dyn Future<Output = Vec<Result<Receipt, AuditError>>> + Send>>;
+/// The audit log's answer for a batch of events, one result per event, and
+/// the outcome of each approval the batch waited for, by message.
+type Answers = (
+    Vec<Result<Receipt, AuditError>>,
+    Vec<(usize, String, Outcome)>,
+);
+type Waiting = Pin<Box<dyn Future<Output = Answers> + Send>>;
 
-/// Client messages held back until their audit events are stored.
+/// Client messages held back until their audit events are stored and the
+/// approvals they need are decided.
 struct Held {
     messages: Vec<Message>,
     /// Bytes of `from_client` they cover.
     end: usize,
-    audit: AuditResults,
+    answers: Waiting,
+    /// Waiting for approvers, not only for the audit store: the client is
+    /// still read from, so a disconnect withdraws the request.
+    for_approval: bool,
 }
 
 pub(crate) struct Relay {
@@ -135,6 +147,9 @@ pub(crate) struct Relay {
     spare: Vec<Message>,
     /// Rewrites results in a session whose identity sees masked columns.
     masker: Option<Masker>,
+    /// Vigil's own notices, waiting for the end of a server message that
+    /// is streaming to the client.
+    notices: BytesMut,
     /// Server frames stream only above this size once results are masked.
     masked_stream_above: usize,
     pub(crate) stats: Stats,
@@ -188,6 +203,7 @@ impl Relay {
             held: None,
             spare: Vec::new(),
             masker,
+            notices: BytesMut::new(),
             masked_stream_above,
             stats: Stats::default(),
         }
@@ -244,9 +260,9 @@ impl Relay {
             let mut progress = false;
 
             if let Some(held) = &mut self.held {
-                if let Poll::Ready(results) = held.audit.as_mut().poll(cx) {
+                if let Poll::Ready(answers) = held.answers.as_mut().poll(cx) {
                     let held = self.held.take().expect("held");
-                    self.release(held.messages, held.end, &results);
+                    self.release(held.messages, held.end, &answers);
                     progress = true;
                     // Messages that arrived meanwhile.
                     if let Err(violation) = self.forward_client_frames() {
@@ -277,11 +293,13 @@ impl Relay {
                 return Poll::Ready(Ok(End::ClientGone));
             }
 
-            if !self.terminated
-                && !self.client_eof
-                && self.held.is_none()
-                && self.to_upstream.len() < HIGH_WATER
-            {
+            // While a statement waits for approval the client is still
+            // read (not checked): its disconnect withdraws the request.
+            let reading = match &self.held {
+                None => self.to_upstream.len() < HIGH_WATER,
+                Some(held) => held.for_approval && self.from_client.len() < HIGH_WATER,
+            };
+            if !self.terminated && !self.client_eof && reading {
                 reserve(&mut self.from_client);
                 match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.from_client) {
                     Poll::Ready(Ok(0)) => {
@@ -356,6 +374,7 @@ impl Relay {
                         verdict: checked.verdict,
                         runs,
                         masks: checked.masks,
+                        hold: checked.hold,
                     });
                     if tag == f::TERMINATE {
                         break;
@@ -368,6 +387,7 @@ impl Relay {
                         verdict: Verdict::Forward,
                         runs: None,
                         masks: None,
+                        hold: None,
                     });
                     offset += len;
                 }
@@ -379,35 +399,74 @@ impl Relay {
                 Err(e) => return Err(e),
             }
         }
-        if events.is_empty() {
-            self.release(messages, offset, &[]);
+        let mut waits = Vec::new();
+        for (i, message) in messages.iter_mut().enumerate() {
+            if let Some(hold) = message.hold.take() {
+                self.say(&hold.notice);
+                waits.push((i, hold.wait));
+            }
+        }
+        if events.is_empty() && waits.is_empty() {
+            self.release(messages, offset, &(Vec::new(), Vec::new()));
             return Ok(());
         }
         let log = self.gate.audit.log().clone();
-        let mut audit: AuditResults = Box::pin(async move { log.append_all(events).await });
+        let for_approval = !waits.is_empty();
+        let cancel = Arc::clone(&self.gate.cancel);
+        let mut answers: Waiting = Box::pin(async move {
+            let results = match events.is_empty() {
+                true => Vec::new(),
+                false => log.append_all(events).await,
+            };
+            let stored = results.iter().all(Result::is_ok);
+            let mut outcomes = Vec::with_capacity(waits.len());
+            for (i, wait) in waits {
+                let id = wait.id.clone();
+                // A statement whose event was not stored cannot run: its
+                // request is withdrawn rather than waited for.
+                let outcome = match stored {
+                    true => wait.outcome(&cancel).await,
+                    false => {
+                        wait.abandon("its audit event could not be stored");
+                        Outcome::Withdrawn
+                    }
+                };
+                outcomes.push((i, id, outcome));
+            }
+            (results, outcomes)
+        });
         // In fast mode the events are queued by the first poll.
-        match audit.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(results) => self.release(messages, offset, &results),
+        match answers
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(answers) => self.release(messages, offset, &answers),
             Poll::Pending => {
                 self.held = Some(Held {
                     messages,
                     end: offset,
-                    audit,
+                    answers,
+                    for_approval,
                 })
             }
         }
         Ok(())
     }
 
+    /// Queues a message of Vigil's own for the client: now, or after the
+    /// server message streaming to it.
+    fn say(&mut self, message: &[u8]) {
+        match self.upstream_frames.mid_frame() {
+            true => self.notices.extend_from_slice(message),
+            false => self.to_client.extend_from_slice(message),
+        }
+    }
+
     /// Passes checked messages on: as they are, or as a stand-in when
     /// refused, by policy or because their audit events (`results`, by
     /// place in the batch) could not be stored.
-    fn release(
-        &mut self,
-        mut messages: Vec<Message>,
-        end: usize,
-        results: &[Result<Receipt, AuditError>],
-    ) {
+    fn release(&mut self, mut messages: Vec<Message>, end: usize, answers: &Answers) {
+        let (results, outcomes) = answers;
         // Masking started with a reload: from these messages on, results
         // are masked (answers to what went before are unknown, so masked
         // whole).
@@ -416,7 +475,7 @@ impl Relay {
             self.upstream_frames
                 .set_stream_above(self.masked_stream_above);
         }
-        for message in messages.drain(..) {
+        for (i, message) in messages.drain(..).enumerate() {
             let Some(tag) = message.tag else {
                 self.to_upstream
                     .extend_from_slice(&self.from_client[message.range]);
@@ -437,6 +496,22 @@ impl Relay {
                         verdict = Verdict::Refuse(unavailable_report(error));
                     }
                     None => ticket = Some(Ticket::new(tag, seqs)),
+                }
+            }
+            if let Some((_, id, outcome)) = outcomes.iter().find(|(at, ..)| *at == i) {
+                match super::review::outcome_error(id, outcome) {
+                    Some(error) => {
+                        self.gate.refused += 1;
+                        ticket = None;
+                        verdict = Verdict::Refuse(error);
+                    }
+                    None if matches!(verdict, Verdict::Forward) => {
+                        self.gate
+                            .state()
+                            .approvals
+                            .executed(id, self.gate.audit.session_id());
+                    }
+                    None => {}
                 }
             }
             match verdict {
@@ -597,6 +672,10 @@ impl Relay {
         self.to_client
             .extend_from_slice(&self.from_upstream[copied..offset]);
         self.from_upstream.advance(offset);
+        if !self.notices.is_empty() && !self.upstream_frames.mid_frame() {
+            self.to_client.extend_from_slice(&self.notices);
+            self.notices.clear();
+        }
         result
     }
 
@@ -675,13 +754,13 @@ fn check(
         f::BIND => {
             let mut names = body.splitn(3, |&b| b == 0);
             if let (Some(portal), Some(statement)) = (names.next(), names.next()) {
-                gate.bind(portal, statement);
+                gate.bind(portal, statement, body);
             }
             forward(None)
         }
         f::EXECUTE => {
             let portal = body.split(|&b| b == 0).next().unwrap_or_default();
-            forward(gate.execute(portal, events))
+            gate.execute(portal, events)
         }
         f::CLOSE => {
             if let Some((&kind, rest)) = body.split_first() {
