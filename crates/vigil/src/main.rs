@@ -1,7 +1,10 @@
 //! The `vigil` command: run the proxy, check a config, explain and test the
-//! policy, make password verifiers, read and verify the audit trail. Logic
-//! lives in the library crates; this file only wires them to a CLI.
+//! policy, make password verifiers and admin tokens, read and verify the audit
+//! trail, decide approval requests. Logic lives in the library crates and the
+//! admin API; this file only wires them to a CLI.
 
+mod admin_client;
+mod approvals_cmd;
 mod audit_cmd;
 mod policy_cmd;
 mod reload;
@@ -48,6 +51,22 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// List, show, approve and deny approval requests (through the admin API).
+    Approvals {
+        #[command(flatten)]
+        endpoint: approvals_cmd::Endpoint,
+        #[command(subcommand)]
+        command: approvals_cmd::ApprovalsCommand,
+    },
+    /// Ask for a just-in-time grant; list the grants in force (through the admin API).
+    Grants {
+        #[command(flatten)]
+        endpoint: approvals_cmd::Endpoint,
+        #[command(subcommand)]
+        command: approvals_cmd::GrantsCommand,
+    },
+    /// Print a new admin API token and the sha256 line for its [[admin.tokens]] entry.
+    Token,
 }
 
 #[derive(Subcommand)]
@@ -92,6 +111,9 @@ fn main() -> ExitCode {
         Command::Passwd { iterations } => passwd(iterations),
         // Verify tells a tampered log (1) from one it could not check (2).
         Command::Audit { command } => return audit_cmd::run(command),
+        Command::Approvals { endpoint, command } => approvals_cmd::approvals(endpoint, command),
+        Command::Grants { endpoint, command } => approvals_cmd::grants(endpoint, command),
+        Command::Token => approvals_cmd::token(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -254,10 +276,23 @@ async fn shutdown_signal() {
 }
 
 fn passwd(iterations: u32) -> anyhow::Result<()> {
+    let password = read_password("Password: ")?;
+    let password = password.as_str();
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    if iterations > 100_000 {
+        // tokio-postgres (and so many Rust services) refuse servers asking for more.
+        eprintln!("vigil: warning: some clients refuse more than 100000 iterations");
+    }
+    println!("{}", vigil_auth::Verifier::generate(password, iterations));
+    Ok(())
+}
+
+/// One line from standard input: after `prompt`, with echo off, on a terminal.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal();
     if interactive {
-        eprint!("Password: ");
+        eprint!("{prompt}");
         std::io::stderr().flush()?;
         set_echo(false);
     }
@@ -268,14 +303,8 @@ fn passwd(iterations: u32) -> anyhow::Result<()> {
         eprintln!();
     }
     read.context("reading the password")?;
-    let password = line.trim_end_matches(['\n', '\r']);
-    anyhow::ensure!(!password.is_empty(), "empty password");
-    if iterations > 100_000 {
-        // tokio-postgres (and so many Rust services) refuse servers asking for more.
-        eprintln!("vigil: warning: some clients refuse more than 100000 iterations");
-    }
-    println!("{}", vigil_auth::Verifier::generate(password, iterations));
-    Ok(())
+    line.truncate(line.trim_end_matches(['\n', '\r']).len());
+    Ok(line)
 }
 
 /// Turns terminal echo off while a password is typed; best effort.
