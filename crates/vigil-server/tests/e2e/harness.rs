@@ -95,6 +95,26 @@ fn verifiers() -> &'static (String, String) {
     })
 }
 
+/// A SCRAM verifier for `password`, made once per test process.
+pub fn verifier(password: &str) -> String {
+    static MADE: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap();
+    if let Some((_, v)) = made.iter().find(|(p, _)| p == password) {
+        return v.clone();
+    }
+    let v = vigil_auth::Verifier::generate(password, 4096).to_string();
+    made.push((password.to_owned(), v.clone()));
+    v
+}
+
+/// An `[[identities]]` entry, for a config's `extra`.
+pub fn identity_toml(name: &str, kind: &str, groups: &[&str], password: &str) -> String {
+    format!(
+        "[[identities]]\nname = \"{name}\"\nkind = \"{kind}\"\ngroups = {groups:?}\npassword = \"{}\"\n\n",
+        verifier(password)
+    )
+}
+
 /// A config serving `db` as `demo`, plus whatever `extra` adds (more tables
 /// or keys). `server_extra` goes into the [server] table.
 pub fn config_toml(db: &str, server_extra: &str, extra: &str) -> String {
@@ -139,6 +159,8 @@ password = "{agent}"
 /// Vigil running in this process on its own runtime, stopped on drop.
 pub struct Proxy {
     pub port: u16,
+    /// The admin HTTP API (approvals, grants), on its own ephemeral port.
+    pub admin_port: u16,
     pub state: std::sync::Arc<vigil_server::State>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -171,20 +193,35 @@ impl Proxy {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 ready_tx
-                    .send(listener.local_addr().unwrap().port())
+                    .send((
+                        listener.local_addr().unwrap().port(),
+                        admin_listener.local_addr().unwrap().port(),
+                    ))
                     .unwrap();
-                vigil_server::serve(listener, state, async {
-                    let _ = stopped.await;
-                })
-                .await;
+                // The admin API outlives the sessions: one held for approval
+                // may still be decided while the proxy drains.
+                let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+                let admin = vigil_server::admin::serve(admin_listener, state.clone(), async {
+                    let _ = admin_stopped.await;
+                });
+                let proxy = async {
+                    vigil_server::serve(listener, state, async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                    let _ = admin_stop.send(());
+                };
+                tokio::join!(proxy, admin);
             });
         });
-        let port = ready_rx
+        let (port, admin_port) = ready_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("proxy started");
         Proxy {
             port,
+            admin_port,
             state: shared,
             stop: Some(stop),
             thread: Some(thread),
@@ -226,6 +263,11 @@ impl Proxy {
         .join()
         .unwrap()
         .expect("audit sync");
+    }
+
+    /// `http://127.0.0.1:<admin port>`, for [`http`].
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
     }
 
     pub fn conninfo(&self, user: &str) -> String {
@@ -567,4 +609,119 @@ pub fn audit_records(path: &Path) -> Vec<serde_json::Value> {
         .into_iter()
         .map(|e| serde_json::from_str(&e.canonical).expect("canonical JSON"))
         .collect()
+}
+
+/// One request to the admin API: `auth` is the whole Authorization value
+/// (`Bearer …`, `Basic …`). Returns the status and the JSON body (`Null`
+/// when empty, a JSON string when the body is not JSON).
+pub fn http(
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http:// URL: {url}"));
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    };
+    let mut stream = std::net::TcpStream::connect(authority)
+        .unwrap_or_else(|e| panic!("connect to the admin API at {authority}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nAccept: application/json\r\n"
+    );
+    if let Some(auth) = auth {
+        request.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    if body.is_some() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    if body.is_some() || method != "GET" {
+        request.push_str(&format!("Content-Length: {}\r\n", payload.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(&payload);
+    stream
+        .write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .unwrap_or_else(|e| panic!("{method} {url}: reading the response: {e}"));
+
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "{method} {url}: no end of headers in {:?}",
+                String::from_utf8_lossy(&response)
+            )
+        });
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let raw = &response[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {url}: bad status line {status_line:?}"));
+    let mut chunked = false;
+    let mut length = None;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        if name == "transfer-encoding" && value.to_ascii_lowercase().contains("chunked") {
+            chunked = true;
+        } else if name == "content-length" {
+            length = value.parse::<usize>().ok();
+        }
+    }
+    let content = if chunked {
+        dechunk(raw).unwrap_or_else(|| panic!("{method} {url}: bad chunked body"))
+    } else if let Some(length) = length {
+        assert!(
+            raw.len() >= length,
+            "{method} {url}: body cut short ({} of {length} bytes)",
+            raw.len()
+        );
+        raw[..length].to_vec()
+    } else {
+        raw.to_vec()
+    };
+    let value = if content.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&content).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&content).into_owned())
+        })
+    };
+    (status, value)
+}
+
+/// A `Transfer-Encoding: chunked` body, decoded; `None` if malformed.
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_line = std::str::from_utf8(&raw[..end]).ok()?;
+        let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
 }
