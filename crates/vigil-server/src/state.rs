@@ -116,6 +116,12 @@ impl State {
         address.parse().ok()
     }
 
+    /// Waits, up to `deadline`, for the webhooks to deliver what was sent;
+    /// blocks the calling thread. False when some are still being tried.
+    pub fn flush_webhooks(&self, deadline: std::time::Duration) -> bool {
+        self.approvals.flush_webhooks(deadline)
+    }
+
     /// The audit log: `vigil serve` shuts it down on exit.
     pub fn audit(&self) -> &AuditLog {
         &self.audit

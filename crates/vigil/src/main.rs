@@ -195,6 +195,9 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     workers.stop();
+    if !state.flush_webhooks(std::time::Duration::from_secs(5)) {
+        tracing::warn!("some approval webhooks were still being retried at exit");
+    }
     // Commits what is queued and signs a final checkpoint.
     if let Err(error) = main.block_on(state.audit().shutdown()) {
         tracing::error!(%error, "audit log did not shut down cleanly");

@@ -634,7 +634,6 @@ impl Approvals {
     }
 
     /// Waits until the webhooks delivered (or gave up on) what was sent.
-    #[cfg(test)]
     pub(crate) fn flush_webhooks(&self, deadline: Duration) -> bool {
         self.notifier.flush(deadline)
     }
