@@ -140,6 +140,8 @@ struct Request {
     run_until: Option<Micros>,
     /// Hold mode: the waiting session.
     waiter: Option<oneshot::Sender<Outcome>>,
+    /// A grant request, approved: when the membership ends.
+    grant_ends: Option<Micros>,
 }
 
 /// Membership of a group on a database, until it expires.
@@ -349,6 +351,7 @@ impl Approvals {
             decided_at: None,
             run_until: None,
             waiter,
+            grant_ends: None,
         };
         let mut fields = vec![
             ("requester", json!(request.new.requester)),
@@ -431,6 +434,7 @@ impl Approvals {
                 });
             }
         }
+        request.grant_ends = grant.as_ref().map(|g| g.expires_at);
         if let Some(waiter) = request.waiter.take() {
             let _ = waiter.send(Outcome::Approved);
         }
@@ -438,10 +442,6 @@ impl Approvals {
         self.notify("approval.granted", request);
         let shown = render(request);
         if let Some(grant) = grant {
-            // A grant is used, not run: its request is done once in force.
-            if let Some(request) = inner.requests.get_mut(id) {
-                request.state = RequestState::Executed;
-            }
             inner.grants.push(grant);
             self.grants_version.fetch_add(1, Ordering::Release);
         }
@@ -742,7 +742,12 @@ fn render(request: &Request) -> Value {
             json!([]),
             Value::Null,
             json!([]),
-            json!({"group": g.group, "database": request.new.database, "duration_secs": g.duration_secs}),
+            json!({
+                "group": g.group,
+                "database": request.new.database,
+                "duration_secs": g.duration_secs,
+                "expires_at": request.grant_ends.map(clock::format),
+            }),
         ),
     };
     let approvers = &request.new.approvers;
