@@ -181,13 +181,19 @@ fn validate_approvals(config: &Config, problem: &mut impl FnMut(String, String))
             problem(key("group"), "must not be empty".into());
         }
         if grant.databases.is_empty() {
-            problem(key("databases"), "name at least one database (globs allowed)".into());
+            problem(
+                key("databases"),
+                "name at least one database (globs allowed)".into(),
+            );
         }
         if grant.max_secs == 0 {
             problem(key("max_secs"), "must be at least 1".into());
         }
         if grant.approvers.count == 0 {
-            problem(key("approvers.count"), "at least one approval is needed".into());
+            problem(
+                key("approvers.count"),
+                "at least one approval is needed".into(),
+            );
         }
     }
     let mut names = HashSet::new();
@@ -195,7 +201,10 @@ fn validate_approvals(config: &Config, problem: &mut impl FnMut(String, String))
     for (i, token) in config.admin.tokens.iter().enumerate() {
         let key = |k: &str| format!("admin.tokens[{i}].{k}");
         if !names.insert(token.name.as_str()) {
-            problem(key("name"), format!("token name {:?} is used twice", token.name));
+            problem(
+                key("name"),
+                format!("token name {:?} is used twice", token.name),
+            );
         }
         if config.identity(&token.identity).is_none() {
             problem(

@@ -53,8 +53,8 @@ pub use decide::{Decision, SessionPolicy};
 pub use explain::{Explanation, StatementExplanation};
 pub use glob::{Glob, SearchPath};
 pub use model::{
-    Action, ApprovalMode, Approvers, ClassName, CopyDirectionName, IdentityKindName, KindName, PolicySettings,
-    PropertyMatch, RuleConfig, RuleFile, Subjects, When,
+    Action, ApprovalMode, Approvers, ClassName, CopyDirectionName, IdentityKindName, KindName,
+    PolicySettings, PropertyMatch, RuleConfig, RuleFile, Subjects, When,
 };
 pub use rule::Rule;
 

@@ -172,7 +172,6 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        tracing::info!(%listen, workers = workers.handles.len(), version = env!("CARGO_PKG_VERSION"), "vigil listening");
         tokio::spawn(reload::watch(state.clone(), path.to_owned()));
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin = match state.admin_listen() {
@@ -187,6 +186,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             }
             None => None,
         };
+        tracing::info!(%listen, workers = workers.handles.len(), version = env!("CARGO_PKG_VERSION"), "vigil listening");
         vigil_server::serve_on(listener, state.clone(), shutdown_signal(), &workers.handles).await;
         let _ = admin_stop.send(());
         if let Some(admin) = admin {

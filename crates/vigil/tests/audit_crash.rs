@@ -86,8 +86,14 @@ impl Crash {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.toml"),
         )
         .unwrap();
+        // The admin API on a port of its own: tests run side by side.
+        let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|probe| probe.local_addr())
+            .map(|address| address.port())
+            .unwrap();
         let served = quickstart
             .replace("127.0.0.1:6432", &format!("127.0.0.1:{port}"))
+            .replace("127.0.0.1:9187", &format!("127.0.0.1:{admin_port}"))
             .replace(
                 "database = \"postgres\"",
                 &format!("database = \"{}\"", self.database),

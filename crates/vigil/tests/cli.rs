@@ -112,9 +112,15 @@ fn serve_answers_psql_and_stops_on_sigterm() {
         probe.local_addr().unwrap().port()
     };
     let quickstart = std::fs::read_to_string(repo_file("examples/quickstart.toml")).unwrap();
+    let admin_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
     let config = scratch(
         "serve.toml",
-        &quickstart.replace("127.0.0.1:6432", &format!("127.0.0.1:{port}")),
+        &quickstart
+            .replace("127.0.0.1:6432", &format!("127.0.0.1:{port}"))
+            .replace("127.0.0.1:9187", &format!("127.0.0.1:{admin_port}")),
     );
     let mut child = Command::new(VIGIL)
         .args(["serve", "--config"])

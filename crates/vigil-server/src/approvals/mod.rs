@@ -914,13 +914,16 @@ impl CancelSignal {
         }
     }
 
-    fn start(&self) -> Arc<Notify> {
+    /// A session starts holding statements: a cancel from now on is kept
+    /// for the wait, even one that comes before the wait begins.
+    pub(crate) fn start(&self) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
         *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&notify));
         notify
     }
 
-    fn stop(&self) {
+    /// The session holds nothing any more: cancels go to the server again.
+    pub(crate) fn stop(&self) {
         *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
@@ -946,15 +949,15 @@ impl Wait {
         }
     }
 
-    /// Waits for the decision, or for the client's cancel.
-    pub(crate) async fn outcome(mut self, cancel: &CancelSignal) -> Outcome {
-        let notify = cancel.start();
+    /// Waits for the decision, or for the client's cancel (`cancelled`,
+    /// from [`CancelSignal::start`]).
+    pub(crate) async fn outcome(mut self, cancelled: &Notify) -> Outcome {
         let outcome = match self.outcome.as_mut() {
             None => Outcome::Withdrawn,
             Some(receiver) => tokio::select! {
                 biased;
                 decided = &mut *receiver => decided.unwrap_or(Outcome::Withdrawn),
-                () = notify.notified() => {
+                () = cancelled.notified() => {
                     if self.approvals.withdraw(&self.id, "the client cancelled the statement") {
                         Outcome::Withdrawn
                     } else {
@@ -965,7 +968,6 @@ impl Wait {
             },
         };
         self.outcome = None;
-        cancel.stop();
         outcome
     }
 

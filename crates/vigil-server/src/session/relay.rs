@@ -413,6 +413,8 @@ impl Relay {
         let log = self.gate.audit.log().clone();
         let for_approval = !waits.is_empty();
         let cancel = Arc::clone(&self.gate.cancel);
+        // From now on a cancel withdraws, not reaches the idle server.
+        let cancelled = for_approval.then(|| cancel.start());
         let mut answers: Waiting = Box::pin(async move {
             let results = match events.is_empty() {
                 true => Vec::new(),
@@ -424,14 +426,17 @@ impl Relay {
                 let id = wait.id.clone();
                 // A statement whose event was not stored cannot run: its
                 // request is withdrawn rather than waited for.
-                let outcome = match stored {
-                    true => wait.outcome(&cancel).await,
-                    false => {
+                let outcome = match (stored, &cancelled) {
+                    (true, Some(cancelled)) => wait.outcome(cancelled).await,
+                    _ => {
                         wait.abandon("its audit event could not be stored");
                         Outcome::Withdrawn
                     }
                 };
                 outcomes.push((i, id, outcome));
+            }
+            if cancelled.is_some() {
+                cancel.stop();
             }
             (results, outcomes)
         });

@@ -17,6 +17,8 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use crate::harness::*;
 
+mod webhooks;
+
 const BOB_PASSWORD: &str = "bob-demo";
 const CAROL_PASSWORD: &str = "carol-demo";
 const DAVE_PASSWORD: &str = "dave-demo";
@@ -852,8 +854,11 @@ fn fifty_sessions_wait_at_once_and_each_runs_once_approved() {
     });
     let results = rt
         .block_on(async {
-            tokio::time::timeout(Duration::from_secs(20), futures_util::future::join_all(held))
-                .await
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                futures_util::future::join_all(held),
+            )
+            .await
         })
         .expect("every held client answered");
     for (i, result) in results.into_iter().enumerate() {
@@ -935,7 +940,7 @@ approvers = { groups = ["dba"] }
     assert_eq!(asked["requester"], "agent", "{asked:#}");
     assert_eq!(
         asked["grant"],
-        json!({ "group": "writers", "database": "demo", "duration_secs": 2 }),
+        json!({ "group": "writers", "database": "demo", "duration_secs": 2, "expires_at": null }),
         "{asked:#}"
     );
     refused(insert(11));
@@ -944,6 +949,10 @@ approvers = { groups = ["dba"] }
     let approved_at = Instant::now();
     assert_eq!(status, 200, "{approved}");
     assert_eq!(approved["state"], "approved", "{approved:#}");
+    assert!(
+        approved["grant"]["expires_at"].is_string(),
+        "in force until: {approved:#}"
+    );
     // The same open session, at its next statement.
     insert(12).expect("agent writes as a member of writers");
 

@@ -23,6 +23,7 @@ message = "HR data is off limits."
 id = "agents-review-inserts"
 when = { identity_kinds = ["agent"], kinds = ["insert"], relations = ["public.audit_me"] }
 action = "review"
+approval = "refuse"
 "#;
 
 fn guarded_proxy(db: &TestDb) -> Proxy {
@@ -188,7 +189,7 @@ async fn attacks_over_the_extended_protocol_are_refused_and_change_nothing() {
         .unwrap();
     let row = agent.query_one(&prepared, &[&2i32]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "bob");
-    // Review is a refusal until approvals exist.
+    // In refuse mode a reviewed statement is refused until approved.
     let error = agent
         .execute("INSERT INTO public.audit_me VALUES (1)", &[])
         .await
@@ -196,7 +197,7 @@ async fn attacks_over_the_extended_protocol_are_refused_and_change_nothing() {
     let db_error = error.as_db_error().unwrap();
     assert_eq!(db_error.code().code(), "42501");
     assert!(
-        db_error.message().contains("requires approval"),
+        db_error.message().contains("needs approval"),
         "{}",
         db_error.message()
     );
