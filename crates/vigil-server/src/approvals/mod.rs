@@ -986,3 +986,6 @@ impl Drop for Wait {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
