@@ -1,13 +1,21 @@
-//! `vigil approvals`, `vigil grants` and `vigil token` as a user runs them. The
-//! admin API here is a test peer: a plain HTTP/1.1 responder on 127.0.0.1:0 that
+//! `vigil approvals`, `vigil grants` and `vigil token` as a user runs them.
+//!
+//! First against a test peer: a plain HTTP/1.1 responder on 127.0.0.1:0 that
 //! answers canned requests in the documented shape and records what the CLI sent
-//! (method, path, Authorization, body). End-to-end runs against `vigil serve` live
-//! with the admin API's own tests.
+//! (method, path, Authorization, body).
+//!
+//! Then end to end, as the README tells it: a real `vigil serve` (a child
+//! process, its config in a scratch folder), psql as `agent` held by a review
+//! rule, and the CLI deciding. Those tests need the local PostgreSQL
+//! (127.0.0.1:5432, trust auth for `postgres`); each makes a database of its own
+//! and drops it at the end.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -642,4 +650,655 @@ fn grants_list_shows_the_grants_in_force() {
     assert_eq!(code, 0);
     let answer: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(answer["grants"][0]["identity"], "alice");
+}
+
+// ---- end to end: the CLI against a real `vigil serve` ----
+
+/// The quickstart's demo approver token (alice's) and the sha256 line of its
+/// `[[admin.tokens]]` entry.
+const DEMO_TOKEN: &str = "vigil-demo-dba-token";
+const DEMO_TOKEN_SHA256: &str = "8a9652417bdfcd8d2bf0ade6f8a6bde922bdf5e556ee57bca5c9b15288ab303d";
+/// The quickstart's verifiers: `echo alice-demo | vigil passwd`, `echo agent-demo | vigil passwd`.
+const ALICE_VERIFIER: &str = "SCRAM-SHA-256$4096:d3EggtvKylSTuOh3jsM4nw==$s8/3gHiiHKgcUED/wqDhhJ+ocYw9Mo8kNxIYl3CJq5g=:PV6yDP1WwyCjqonqhx5IOlVLoJQbfNU1RyGIPV0dtIE=";
+const AGENT_VERIFIER: &str = "SCRAM-SHA-256$4096:RBAP6y9dMEMHNe74gQWnzw==$ANadI0g+1vzlnT7WPuBd0yoGXdToXi2LLiJUpZHN4+A=:gAb+BJoTfaj2/WVmC3++fMMUC+cBYk6kIZykhuWF63k=";
+const AGENT_PASSWORD: &str = "agent-demo";
+
+/// The quickstart's review rule: agent writes wait for one DBA's approval.
+const REVIEW_RULE: &str = r#"
+[[rules]]
+id = "agent-writes-need-approval"
+when = { identity_kinds = ["agent"], classes = ["write", "ddl"] }
+action = "review"
+approval = "hold"
+approvers = { groups = ["dba"], count = 1 }
+"#;
+
+/// Instead of review: agents write only as members of `writers`, which the
+/// quickstart's `[[approvals.grants]]` entry lets them ask to join.
+const WRITERS_RULE: &str = r#"
+[[rules]]
+id = "agent-writes-only-as-writer"
+when = { identity_kinds = ["agent"], classes = ["write", "ddl"] }
+unless = { groups = ["writers"] }
+action = "deny"
+"#;
+
+/// Any one step (a start, a stop, a statement, a decision reaching the client)
+/// that takes longer than this is a failure, not a slow machine.
+const STEP: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(50);
+
+/// A `vigil serve` child process with a config, a scratch folder and a
+/// PostgreSQL database of its own (served to clients as `demo`, with table `t`:
+/// rows 1 and 2, status `new`). Dropped on success and on panic alike: the
+/// process is stopped, the database dropped, the folder removed.
+struct Served {
+    dir: PathBuf,
+    database: String,
+    config: PathBuf,
+    admin_url: String,
+    port: u16,
+    vigil: Option<Child>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Served {
+    /// Starts `vigil serve` with `policy` (rules and the like) added to the
+    /// config, and waits until the proxy and the admin API both accept.
+    fn start(tag: &str, policy: &str) -> Served {
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("vigil-approvals-cli-{pid}-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Two listeners at once, so that the two ports differ.
+        let probes = [0; 2].map(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+        let [port, admin_port] = probes.each_ref().map(|p| p.local_addr().unwrap().port());
+        drop(probes);
+        let mut served = Served {
+            config: dir.join("vigil.toml"),
+            dir,
+            database: format!("vigil_approvals_cli_{pid}_{tag}"),
+            admin_url: format!("http://127.0.0.1:{admin_port}"),
+            port,
+            vigil: None,
+            log: Arc::default(),
+        };
+
+        served.postgres(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            served.database
+        ));
+        served.postgres(&format!("CREATE DATABASE {}", served.database));
+        served.direct_sql(
+            "CREATE TABLE t (id int PRIMARY KEY, status text NOT NULL);
+             INSERT INTO t VALUES (1, 'new'), (2, 'new');",
+        );
+
+        std::fs::write(
+            &served.config,
+            format!(
+                r#"
+[server]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin_port}"
+drain_timeout_secs = 2
+
+[auth]
+method = "scram-sha-256"
+failure_delay_ms = 10
+
+[[databases]]
+name = "demo"
+upstream = "127.0.0.1:5432"
+database = "{database}"
+user = "postgres"
+default_action = "allow"
+
+{policy}
+
+[approvals]
+timeout_secs = 60
+window_secs = 600
+
+[[approvals.grants]]
+group = "writers"
+databases = ["demo"]
+max_secs = 3600
+approvers = {{ groups = ["dba"] }}
+
+[[admin.tokens]]
+name = "demo-dba"
+identity = "alice"
+role = "approver"
+sha256 = "{DEMO_TOKEN_SHA256}"
+
+[audit]
+store = "sqlite://vigil-audit.db"
+mode = "strict"
+
+[[identities]]
+name = "alice"
+kind = "person"
+groups = ["dba"]
+password = "{ALICE_VERIFIER}"
+
+[[identities]]
+name = "agent"
+kind = "agent"
+groups = ["ai-agents"]
+password = "{AGENT_VERIFIER}"
+"#,
+                database = served.database,
+            ),
+        )
+        .unwrap();
+
+        let mut child = Command::new(VIGIL)
+            .args(["serve", "--config"])
+            .arg(&served.config)
+            .env("VIGIL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        served.vigil = Some(child);
+        let log = served.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line);
+            }
+        });
+
+        let deadline = Instant::now() + STEP;
+        for port in [port, admin_port] {
+            let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            while TcpStream::connect_timeout(&address, POLL).is_err() {
+                if let Some(status) = served.vigil.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("vigil serve exited ({status}):\n{}", served.log());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "vigil does not accept on port {port}:\n{}",
+                    served.log()
+                );
+                std::thread::sleep(POLL);
+            }
+        }
+        served
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// One statement as `postgres` on the maintenance database, directly.
+    fn postgres(&self, sql: &str) -> Output {
+        postgres_sql("postgres", sql)
+    }
+
+    /// SQL as `postgres` on this test's database, directly; its output (-At).
+    fn direct_sql(&self, sql: &str) -> String {
+        let out = postgres_sql(&self.database, sql);
+        assert!(out.status.success(), "{sql}: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// The CLI with the admin API's address and the demo approver token.
+    fn cli(&self, args: &[&str]) -> Command {
+        let mut command = vigil(args);
+        command
+            .env("VIGIL_ADMIN_URL", &self.admin_url)
+            .env("VIGIL_ADMIN_TOKEN", DEMO_TOKEN);
+        command
+    }
+
+    /// Runs the CLI and expects it to succeed; its standard output.
+    fn cli_ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = run(&mut self.cli(args));
+        assert_eq!(
+            code,
+            0,
+            "vigil {}:\nstdout:\n{out}\nstderr:\n{err}\nserver log:\n{}",
+            args.join(" "),
+            self.log()
+        );
+        out
+    }
+
+    /// psql as `agent` through the proxy, running `sql`, in the background.
+    fn psql_as_agent(&self, sql: &str) -> Psql {
+        let child = Command::new("psql")
+            .args([
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-v",
+                "VERBOSITY=verbose",
+            ])
+            .arg(format!(
+                "host=127.0.0.1 port={} dbname=demo user=agent connect_timeout=10",
+                self.port
+            ))
+            .args(["-c", sql])
+            .env_remove("PGUSER")
+            .env_remove("PGDATABASE")
+            .env_remove("PGSERVICE")
+            .env("PGPASSWORD", AGENT_PASSWORD)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("psql runs");
+        Psql { child: Some(child) }
+    }
+
+    /// Polls `vigil approvals list` until its table has a pending row, then
+    /// takes that request's id from `vigil approvals list --json`.
+    fn pending_request(&self, psql: &mut Psql) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let table = self.cli_ok(&["approvals", "list"]);
+            let pending = table.lines().skip(1).any(|line| {
+                let columns: Vec<&str> = line.split_whitespace().collect();
+                columns.get(1..3) == Some(&["pending", "agent"][..])
+            });
+            if pending {
+                assert!(table.starts_with("ID "), "{table}");
+                break;
+            }
+            if let Some(status) = psql.child.as_mut().unwrap().try_wait().unwrap() {
+                let (_, out, err) = psql.finish();
+                panic!("psql ended ({status}) before its request was listed:\n{out}\n{err}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no pending request listed:\n{table}\nserver log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(POLL);
+        }
+        let answer: Value =
+            serde_json::from_str(&self.cli_ok(&["approvals", "list", "--json"])).unwrap();
+        let requests = answer["requests"].as_array().expect("a requests list");
+        assert_eq!(requests.len(), 1, "{answer:#}");
+        let request = &requests[0];
+        assert_eq!(request["state"], "pending", "{request:#}");
+        assert_eq!(request["kind"], "statement", "{request:#}");
+        assert_eq!(request["requester"], "agent", "{request:#}");
+        assert_eq!(request["database"], "demo", "{request:#}");
+        request["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Polls the audit trail through `vigil audit search --config` until an
+    /// event of `kind` for approval `id` is there; that event's line.
+    fn audit_event(&self, kind: &str, id: &str) -> String {
+        let config = self.config.to_str().unwrap();
+        let deadline = Instant::now() + STEP;
+        loop {
+            let (code, out, err) = run(&mut vigil(&[
+                "audit", "search", "--config", config, "--kind", kind,
+            ]));
+            assert_eq!(code, 0, "{err}");
+            let wanted = format!("approval={id}");
+            if let Some(line) = out
+                .lines()
+                .find(|line| line.split_whitespace().any(|field| field == wanted))
+            {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} event for {id}:\n{out}{err}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// SIGTERM, and the exit that follows: it must be a clean one.
+    fn stop(&mut self) {
+        let mut child = self.vigil.take().expect("vigil runs");
+        terminate(&child);
+        let status =
+            reap(&mut child).unwrap_or_else(|| panic!("vigil did not exit:\n{}", self.log()));
+        assert!(status.success(), "vigil serve: {status}\n{}", self.log());
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.vigil.take() {
+            terminate(&child);
+            if reap(&mut child).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.postgres(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.database
+        ));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+/// Waits for `child` to exit, for STEP at most.
+fn reap(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn postgres_sql(database: &str, sql: &str) -> Output {
+    Command::new("psql")
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1"])
+        .arg(format!(
+            "host=127.0.0.1 port=5432 user=postgres dbname={database} connect_timeout=5"
+        ))
+        .args(["-c", sql])
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A psql child process; killed if the test ends before it does.
+struct Psql {
+    child: Option<Child>,
+}
+
+impl Psql {
+    /// Waits (STEP at most) for psql to exit: its exit code, stdout and stderr.
+    fn finish(&mut self) -> (i32, String, String) {
+        let mut child = self.child.take().expect("psql runs");
+        let Some(status) = reap(&mut child) else {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "psql did not finish:\n{}\n{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        };
+        let mut out = String::new();
+        let mut err = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.code().unwrap_or(-1), out, err)
+    }
+}
+
+impl Drop for Psql {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn the_readme_round_trip_approves_a_held_psql_statement() {
+    let mut served = Served::start("round_trip", REVIEW_RULE);
+    let sql = "UPDATE t SET status = 'shipped' WHERE id = 1 RETURNING id, status";
+    let mut psql = served.psql_as_agent(sql);
+
+    let id = served.pending_request(&mut psql);
+    // Held: nothing ran yet.
+    assert_eq!(
+        served
+            .direct_sql("SELECT status FROM t WHERE id = 1")
+            .trim(),
+        "new"
+    );
+
+    let shown = served.cli_ok(&["approvals", "show", &id]);
+    for expected in [
+        format!("id          {id}\n"),
+        "state       pending\n".to_owned(),
+        "requester   agent\n".to_owned(),
+        "database    demo\n".to_owned(),
+        "mode        hold\n".to_owned(),
+        "rules       agent-writes-need-approval\n".to_owned(),
+        "approvers   1 of groups dba\n".to_owned(),
+        "approvals   none yet\n".to_owned(),
+        "statements\n  update (write) on t\n".to_owned(),
+        format!("sql\n  {sql}\n"),
+    ] {
+        assert!(shown.contains(&expected), "{expected:?} in\n{shown}");
+    }
+
+    let approved = served.cli_ok(&["approvals", "approve", &id, "--reason", "ticket 42"]);
+    assert!(
+        approved.starts_with(&format!("approved {id} (1 of 1 approvals)")),
+        "{approved}"
+    );
+
+    let (code, out, err) = psql.finish();
+    assert_eq!(code, 0, "psql:\n{out}\n{err}");
+    // The RETURNING row, then the command tag (psql prints both).
+    assert_eq!(out, "1|shipped\nUPDATE 1\n", "{err}");
+    assert!(
+        err.contains(&format!(
+            "NOTICE:  00000: Vigil is holding this statement for approval {id} \
+             (rule agent-writes-need-approval): approve with `vigil approvals approve {id}`"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        served
+            .direct_sql("SELECT status FROM t WHERE id = 1")
+            .trim(),
+        "shipped"
+    );
+
+    // The request ran, and says so; the audit trail has every step.
+    let shown = served.cli_ok(&["approvals", "show", &id]);
+    assert!(shown.contains("state       executed\n"), "{shown}");
+    assert!(shown.contains("  alice at "), "{shown}");
+    assert!(shown.contains(": ticket 42\n"), "{shown}");
+    let executed = served.audit_event("approval.executed", &id);
+    assert!(executed.contains(" approval.executed "), "{executed}");
+    let approval = served.audit_event("approval.approved", &id);
+    assert!(approval.contains(" by=alice"), "{approval}");
+    assert!(approval.contains(" reason=\"ticket 42\""), "{approval}");
+
+    served.stop();
+}
+
+#[test]
+fn deny_from_the_cli_reaches_the_held_session() {
+    let mut served = Served::start("deny", REVIEW_RULE);
+    let mut psql = served.psql_as_agent("UPDATE t SET status = 'gone' WHERE id = 2 RETURNING id");
+    let id = served.pending_request(&mut psql);
+
+    let denied = served.cli_ok(&["approvals", "deny", &id, "--reason", "not now"]);
+    assert_eq!(denied, format!("denied {id}\n"));
+
+    let (code, out, err) = psql.finish();
+    assert_ne!(code, 0, "psql:\n{out}\n{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains(&format!(
+            "ERROR:  42501: Vigil refused this statement: approval {id} was denied by alice: not now"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        served
+            .direct_sql("SELECT status FROM t WHERE id = 2")
+            .trim(),
+        "new"
+    );
+
+    let shown = served.cli_ok(&["approvals", "show", &id]);
+    assert!(shown.contains("state       denied\n"), "{shown}");
+    assert!(shown.contains(": not now\n"), "{shown}");
+    let (_, listed, _) = run(&mut served.cli(&["approvals", "list"]));
+    assert_eq!(listed, "no pending approval requests\n");
+
+    served.stop();
+}
+
+#[test]
+fn a_grant_requested_and_approved_from_the_cli_lets_agent_write() {
+    let mut served = Served::start("grant", WRITERS_RULE);
+    let insert = "INSERT INTO t VALUES (10, 'jit')";
+
+    // Not a writer yet: refused.
+    let (code, out, err) = served.psql_as_agent(insert).finish();
+    assert_ne!(code, 0, "psql:\n{out}\n{err}");
+    assert!(
+        err.contains(
+            "ERROR:  42501: Vigil refused this statement (rule agent-writes-only-as-writer)"
+        ),
+        "{err}"
+    );
+
+    // agent asks, with its own password (no token).
+    let (code, asked, err) = run(served
+        .cli(&[
+            "grants",
+            "request",
+            "--user",
+            "agent",
+            "--group",
+            "writers",
+            "--database",
+            "demo",
+            "--for",
+            "1h",
+            "--reason",
+            "x",
+        ])
+        .env_remove("VIGIL_ADMIN_TOKEN")
+        .env("PGPASSWORD", AGENT_PASSWORD));
+    assert_eq!(code, 0, "{asked}{err}\nserver log:\n{}", served.log());
+    let first = asked.lines().next().unwrap_or_default();
+    let (id, rest) = first
+        .strip_prefix("requested grant ")
+        .and_then(|rest| rest.split_once(": "))
+        .unwrap_or_else(|| panic!("{asked}"));
+    assert_eq!(rest, "agent in group writers on demo for 1h", "{asked}");
+    assert!(
+        asked.contains(&format!("`vigil approvals show {id}`")),
+        "{asked}"
+    );
+
+    // Still refused while the request waits.
+    let (code, _, err) = served.psql_as_agent(insert).finish();
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "ERROR:  42501: Vigil refused this statement (rule agent-writes-only-as-writer)"
+        ),
+        "{err}"
+    );
+
+    let approved = served.cli_ok(&["approvals", "approve", id, "--reason", "backfill ok"]);
+    assert_eq!(
+        approved,
+        format!("approved {id} (1 of 1 approvals): agent is in group writers on demo for 1h\n")
+    );
+
+    let listed = served.cli_ok(&["grants", "list"]);
+    let rows: Vec<Vec<&str>> = listed
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{listed}");
+    assert_eq!(
+        rows[0],
+        ["IDENTITY", "GROUP", "DATABASE", "EXPIRES", "APPROVAL"]
+    );
+    assert_eq!(rows[1][..3], ["agent", "writers", "demo"], "{listed}");
+    assert_eq!(rows[1][3], "in", "{listed}");
+    assert_eq!(rows[1].last(), Some(&id), "{listed}");
+
+    let (code, out, err) = served.psql_as_agent(insert).finish();
+    assert_eq!(code, 0, "psql:\n{out}\n{err}");
+    assert_eq!(out, "INSERT 0 1\n", "{err}");
+    assert_eq!(
+        served
+            .direct_sql("SELECT status FROM t WHERE id = 10")
+            .trim(),
+        "jit"
+    );
+
+    served.stop();
+}
+
+#[test]
+fn check_accepts_the_quickstart_and_names_bad_admin_tokens() {
+    let quickstart_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.toml");
+    let quickstart = std::fs::read_to_string(&quickstart_path).unwrap();
+    for section in ["[approvals]", "[[approvals.grants]]", "[[admin.tokens]]"] {
+        assert!(quickstart.contains(section), "the quickstart has {section}");
+    }
+    let (code, out, err) = run(&mut vigil(&[
+        "check",
+        "--config",
+        quickstart_path.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(": ok ("), "{out}");
+
+    let dir = std::env::temp_dir().join(format!("vigil-approvals-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |name: &str, from: &str, to: &str| {
+        assert!(quickstart.contains(from), "the quickstart has {from}");
+        let path = dir.join(name);
+        std::fs::write(&path, quickstart.replace(from, to)).unwrap();
+        run(&mut vigil(&["check", "--config", path.to_str().unwrap()]))
+    };
+    let (unknown, _, unknown_err) = check(
+        "unknown.toml",
+        "identity = \"alice\"",
+        "identity = \"mallory\"",
+    );
+    let (bad_hash, _, bad_hash_err) =
+        check("bad-hash.toml", DEMO_TOKEN_SHA256, "vigil-demo-dba-token");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(unknown, 1, "{unknown_err}");
+    assert!(
+        unknown_err.contains("admin.tokens[0].identity"),
+        "{unknown_err}"
+    );
+    assert!(unknown_err.contains("\"mallory\""), "{unknown_err}");
+    assert_eq!(bad_hash, 1, "{bad_hash_err}");
+    assert!(
+        bad_hash_err.contains("admin.tokens[0].sha256"),
+        "{bad_hash_err}"
+    );
 }
