@@ -339,9 +339,7 @@ async fn request_grant(
             duration_secs: ask.duration_secs,
         },
         ask.reason.filter(|r| !r.trim().is_empty()),
-        &settings.grants,
-        Duration::from_secs(settings.timeout_secs),
-        settings.max_pending,
+        settings,
     )?;
     Ok((StatusCode::CREATED, Json(request)).into_response())
 }

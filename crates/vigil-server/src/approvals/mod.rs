@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, Notify};
 use vigil_audit::clock::{self, Micros};
 use vigil_audit::{Approval as ApprovalEvent, AuditEvent, AuditLog};
-use vigil_config::{GrantRule, Webhook};
+use vigil_config::{Approvals as ApprovalSettings, Webhook};
 use vigil_policy::{ApprovalMode, Approvers};
 use vigil_sql::Analysis;
 
@@ -279,11 +279,10 @@ impl Approvals {
         database: &str,
         ask: GrantAsk,
         reason: Option<String>,
-        rules: &[GrantRule],
-        timeout: Duration,
-        max_pending: usize,
+        settings: &ApprovalSettings,
     ) -> Result<Value, Refusal> {
-        let rule = rules
+        let rule = settings
+            .grants
             .iter()
             .find(|r| r.group == ask.group && r.databases.iter().any(|g| g.matches(database)))
             .ok_or_else(|| {
@@ -315,11 +314,11 @@ impl Approvals {
             database: database.to_owned(),
             rules: vec![format!("grant:{}", ask.group)],
             approvers: rule.approvers.clone(),
-            timeout,
+            timeout: Duration::from_secs(settings.timeout_secs),
             reason,
         };
         let mut inner = self.lock();
-        check_room(&inner, max_pending)?;
+        check_room(&inner, settings.max_pending)?;
         let id = self.insert(&mut inner, new, Ask::Grant(ask), None);
         Ok(render(&inner.requests[&id]))
     }

@@ -188,14 +188,17 @@ fn pending_requests_are_capped() {
 #[test]
 fn grants_start_when_approved_and_end_on_time() {
     let approvals = registry();
-    let rules: Vec<GrantRule> = serde_json::from_value(json!([{
-        "group": "writers",
-        "databases": ["prod*"],
-        "max_secs": 60,
-        "approvers": {"groups": ["dba"]},
-        "requesters": {"identity_kinds": ["person"]},
-    }]))
-    .unwrap();
+    let settings = ApprovalSettings {
+        grants: serde_json::from_value(json!([{
+            "group": "writers",
+            "databases": ["prod*"],
+            "max_secs": 60,
+            "approvers": {"groups": ["dba"]},
+            "requesters": {"identity_kinds": ["person"]},
+        }]))
+        .unwrap(),
+        ..ApprovalSettings::default()
+    };
     let groups = vec![];
     let person = vigil_policy::Subject {
         name: "alice",
@@ -216,9 +219,7 @@ fn grants_start_when_approved_and_end_on_time() {
                 duration_secs: secs,
             },
             None,
-            &rules,
-            Duration::from_secs(60),
-            10,
+            &settings,
         )
     };
     assert_eq!(

@@ -36,8 +36,8 @@ pub(crate) struct Checked {
     pub(crate) verdict: Verdict,
     pub(crate) runs: Option<Vec<u64>>,
     pub(crate) masks: Option<Vec<MaskedStatement>>,
-    /// Forwarded only once approved (hold mode).
-    pub(crate) hold: Option<Hold>,
+    /// Forwarded only once approved (hold mode). Boxed: rare, and large.
+    pub(crate) hold: Option<Box<Hold>>,
 }
 
 /// A statement held for approval: the wait, and the notice that tells the
@@ -70,7 +70,7 @@ impl Checked {
     fn reviewed(reviewed: Reviewed, runs: Option<Vec<u64>>) -> Checked {
         match reviewed {
             Reviewed::Hold { wait, notice } => Checked {
-                hold: Some(Hold { wait, notice }),
+                hold: Some(Box::new(Hold { wait, notice })),
                 ..Checked::forward(runs)
             },
             Reviewed::Run { .. } => Checked::forward(runs),

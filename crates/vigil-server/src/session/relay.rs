@@ -96,7 +96,7 @@ struct Message {
     /// What masking makes of its statements (a Query's, a Parse's).
     masks: Option<Vec<MaskedStatement>>,
     /// Held for approval: forwarded only once approved.
-    hold: Option<Hold>,
+    hold: Option<Box<Hold>>,
 }
 
 /// The audit log's answer for a batch of events, one result per event, and
