@@ -252,26 +252,32 @@ fn body<T: for<'de> Deserialize<'de> + Default>(bytes: &Bytes) -> Result<T, ApiE
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("request body: {e}")))
 }
 
+/// An approver's call on a request: who, and the reason they gave.
+async fn decider(
+    state: &Arc<State>,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+) -> Result<(Caller, Option<String>), ApiError> {
+    let caller = caller(state, headers, false).await?;
+    caller.at_least(Role::Approver)?;
+    let decision: Decision = body(bytes)?;
+    let reason = decision.reason.filter(|r| !r.trim().is_empty());
+    Ok((caller, reason))
+}
+
 async fn approve(
     Shared(state): Shared<Arc<State>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Answer {
-    let caller = caller(&state, &headers, false).await?;
-    caller.at_least(Role::Approver)?;
-    let decision: Decision = body(&bytes)?;
+    let (caller, reason) = decider(&state, &headers, &bytes).await?;
     let window = Duration::from_secs(state.snapshot().config.approvals.window_secs);
     let approver = Approver {
         name: &caller.identity,
         groups: &caller.groups,
     };
-    let request = state.approvals.approve(
-        &id,
-        &approver,
-        decision.reason.filter(|r| !r.trim().is_empty()),
-        window,
-    )?;
+    let request = state.approvals.approve(&id, &approver, reason, window)?;
     Ok(Json(request).into_response())
 }
 
@@ -281,13 +287,8 @@ async fn deny(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Answer {
-    let caller = caller(&state, &headers, false).await?;
-    caller.at_least(Role::Approver)?;
-    let decision: Decision = body(&bytes)?;
-    let reason = decision
-        .reason
-        .filter(|r| !r.trim().is_empty())
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "a denial needs a reason"))?;
+    let (caller, reason) = decider(&state, &headers, &bytes).await?;
+    let reason = reason.ok_or_else(|| error(StatusCode::BAD_REQUEST, "a denial needs a reason"))?;
     let approver = Approver {
         name: &caller.identity,
         groups: &caller.groups,
@@ -364,3 +365,6 @@ async fn list_grants(Shared(state): Shared<Arc<State>>, headers: HeaderMap) -> A
         .collect();
     Ok(Json(json!({ "grants": grants })).into_response())
 }
+
+#[cfg(test)]
+mod tests;
