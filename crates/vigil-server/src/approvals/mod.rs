@@ -13,6 +13,8 @@
 //! Requests live in memory: a restart withdraws what was pending (the
 //! sessions that waited are gone too) and ends grants early.
 
+mod binding;
+mod wait;
 pub(crate) mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,14 +23,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use vigil_audit::clock::{self, Micros};
 use vigil_audit::{Approval as ApprovalEvent, AuditEvent, AuditLog};
 use vigil_config::{Approvals as ApprovalSettings, Webhook};
 use vigil_policy::{ApprovalMode, Approvers};
-use vigil_sql::Analysis;
 
+pub(crate) use binding::{bind_parameters, binding, hex, statements, BindParameters};
+pub(crate) use wait::{CancelSignal, Wait};
 use webhook::Notifier;
 
 /// Decided requests kept for the API after they are done.
@@ -802,188 +804,6 @@ fn summary(event: &str, request: &Request) -> String {
         request.id,
         request.state.as_str()
     )
-}
-
-/// The binding of a statement: what an approval is for. SHA-256 over the
-/// text and, for a prepared statement, the Bind's parameters as sent.
-pub(crate) fn binding(sql: &str, parameters: Option<&[u8]>) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(sql.as_bytes());
-    if let Some(parameters) = parameters {
-        hasher.update([0]);
-        hasher.update(parameters);
-    }
-    hex(&hasher.finalize())
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The statements of `analysis`, as a request shows them.
-pub(crate) fn statements(analysis: &Analysis) -> Value {
-    Value::Array(
-        analysis
-            .statements
-            .iter()
-            .map(|s| {
-                json!({
-                    "kind": s.kind.to_string(),
-                    "class": s.class.to_string(),
-                    "relations": s.relations.iter().map(|r| r.qualified_name()).collect::<Vec<_>>(),
-                    "fingerprint": s.fingerprint,
-                })
-            })
-            .collect(),
-    )
-}
-
-/// A Bind's parameters: the bytes that decide what runs (format codes and
-/// values, as sent), and the values as a request shows them.
-pub(crate) struct BindParameters {
-    pub(crate) raw: Vec<u8>,
-    pub(crate) shown: Vec<Option<String>>,
-}
-
-/// Reads the parameters of a Bind body; `None` when it is malformed (the
-/// server then rejects it anyway).
-pub(crate) fn bind_parameters(body: &[u8]) -> Option<BindParameters> {
-    let mut rest = body;
-    for _ in 0..2 {
-        let end = rest.iter().position(|&b| b == 0)?;
-        rest = &rest[end + 1..];
-    }
-    let start = body.len() - rest.len();
-    let take = |rest: &mut &[u8], n: usize| -> Option<Vec<u8>> {
-        (rest.len() >= n).then(|| {
-            let (head, tail) = rest.split_at(n);
-            *rest = tail;
-            head.to_vec()
-        })
-    };
-    let count = |bytes: Vec<u8>| i16::from_be_bytes([bytes[0], bytes[1]]).max(0) as usize;
-    let formats = count(take(&mut rest, 2)?);
-    let mut codes = Vec::with_capacity(formats);
-    for _ in 0..formats {
-        let code = take(&mut rest, 2)?;
-        codes.push(i16::from_be_bytes([code[0], code[1]]));
-    }
-    let params = count(take(&mut rest, 2)?);
-    let mut shown = Vec::with_capacity(params);
-    for i in 0..params {
-        let len = take(&mut rest, 4)?;
-        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
-        if len < 0 {
-            shown.push(None);
-            continue;
-        }
-        let value = take(&mut rest, len as usize)?;
-        let binary = match codes.len() {
-            0 => false,
-            1 => codes[0] == 1,
-            _ => codes.get(i) == Some(&1),
-        };
-        shown.push(Some(match (binary, String::from_utf8(value)) {
-            (false, Ok(text)) => text,
-            (_, Ok(text)) => format!("\\x{}", hex(text.as_bytes())),
-            (_, Err(e)) => format!("\\x{}", hex(e.as_bytes())),
-        }));
-    }
-    let raw = body[start..body.len() - rest.len()].to_vec();
-    Some(BindParameters { raw, shown })
-}
-
-/// What a waiting session shares with its cancel key: a CancelRequest for a
-/// session that is holding a statement withdraws it instead of reaching
-/// the server.
-#[derive(Default)]
-pub(crate) struct CancelSignal {
-    waiting: Mutex<Option<Arc<Notify>>>,
-}
-
-impl CancelSignal {
-    /// Delivers a cancel to the wait in progress; false when none is.
-    pub(crate) fn cancel(&self) -> bool {
-        match &*self.waiting.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(notify) => {
-                notify.notify_one();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// A session starts holding statements: a cancel from now on is kept
-    /// for the wait, even one that comes before the wait begins.
-    pub(crate) fn start(&self) -> Arc<Notify> {
-        let notify = Arc::new(Notify::new());
-        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&notify));
-        notify
-    }
-
-    /// The session holds nothing any more: cancels go to the server again.
-    pub(crate) fn stop(&self) {
-        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-}
-
-/// A session waiting on one held statement's request. Dropped unanswered
-/// (the client went away), it withdraws the request.
-pub(crate) struct Wait {
-    pub(crate) id: String,
-    outcome: Option<oneshot::Receiver<Outcome>>,
-    approvals: Arc<Approvals>,
-}
-
-impl Wait {
-    pub(crate) fn new(
-        id: String,
-        outcome: oneshot::Receiver<Outcome>,
-        approvals: Arc<Approvals>,
-    ) -> Wait {
-        Wait {
-            id,
-            outcome: Some(outcome),
-            approvals,
-        }
-    }
-
-    /// Waits for the decision, or for the client's cancel (`cancelled`,
-    /// from [`CancelSignal::start`]).
-    pub(crate) async fn outcome(mut self, cancelled: &Notify) -> Outcome {
-        let outcome = match self.outcome.as_mut() {
-            None => Outcome::Withdrawn,
-            Some(receiver) => tokio::select! {
-                biased;
-                decided = &mut *receiver => decided.unwrap_or(Outcome::Withdrawn),
-                () = cancelled.notified() => {
-                    if self.approvals.withdraw(&self.id, "the client cancelled the statement") {
-                        Outcome::Withdrawn
-                    } else {
-                        // Decided meanwhile: the decision stands.
-                        receiver.await.unwrap_or(Outcome::Withdrawn)
-                    }
-                }
-            },
-        };
-        self.outcome = None;
-        outcome
-    }
-
-    /// Gives up without waiting: the statement cannot run (its audit event
-    /// was not stored).
-    pub(crate) fn abandon(mut self, why: &str) {
-        self.outcome = None;
-        self.approvals.withdraw(&self.id, why);
-    }
-}
-
-impl Drop for Wait {
-    fn drop(&mut self) {
-        if self.outcome.is_some() {
-            self.approvals.withdraw(&self.id, "the client disconnected");
-        }
-    }
 }
 
 #[cfg(test)]
