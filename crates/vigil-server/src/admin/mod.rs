@@ -5,11 +5,13 @@
 //! may use its own Vigil password instead (`Basic`).
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State as Shared};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State as Shared};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,11 +46,29 @@ pub async fn serve(
 ) {
     let address = listener.local_addr().ok();
     tracing::info!(listen = ?address, "admin API listening");
-    if let Err(error) = axum::serve(listener, app(state))
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(error) = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
     {
         tracing::warn!(%error, "admin API stopped");
+    }
+}
+
+/// The caller's address: password guesses count toward the same lockout
+/// as failed logins to the proxy. Without one (a router called directly,
+/// in tests) the caller counts as loopback.
+struct Peer(IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Peer, Self::Rejection> {
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
+        Ok(Peer(address))
     }
 }
 
@@ -104,11 +124,11 @@ impl Caller {
 }
 
 /// The caller, from `Authorization`: a configured token, or (where
-/// `password_ok`) an identity's Vigil password.
+/// `password_from` gives the caller's address) an identity's Vigil password.
 async fn caller(
     state: &Arc<State>,
     headers: &HeaderMap,
-    password_ok: bool,
+    password_from: Option<IpAddr>,
 ) -> Result<Caller, ApiError> {
     let unauthorized = |why: &str| error(StatusCode::UNAUTHORIZED, why);
     let value = headers
@@ -140,7 +160,19 @@ async fn caller(
             }
         };
     }
-    if let (Some(basic), true) = (value.strip_prefix("Basic "), password_ok) {
+    if let (Some(basic), Some(peer)) = (value.strip_prefix("Basic "), password_from) {
+        if let Some(secs) = state.throttle.locked(peer, Instant::now()) {
+            return Err(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed logins from {peer}; try again in {secs} s"),
+            ));
+        }
+        let _attempt = state.throttle.begin(peer).ok_or_else(|| {
+            error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many logins in flight from {peer}"),
+            )
+        })?;
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(basic.trim())
             .ok()
@@ -160,7 +192,8 @@ async fn caller(
         if let (true, Some(caller)) = (ok, identity_of(name, None)) {
             return Ok(caller);
         }
-        record_failure(state, name);
+        record_failure(state, name, peer);
+        state.throttle.record_failure(peer, Instant::now());
         delay(state).await;
         return Err(unauthorized("wrong identity or password"));
     }
@@ -173,10 +206,10 @@ async fn delay(state: &State) {
     tokio::time::sleep(state.throttle.failure_delay).await;
 }
 
-fn record_failure(state: &State, user: &str) {
+fn record_failure(state: &State, user: &str, peer: IpAddr) {
     let event = vigil_audit::AuditEvent::AuthFailure(vigil_audit::AuthFailure {
         user: user.to_owned(),
-        client_addr: "admin API".to_owned(),
+        client_addr: format!("{peer} (admin API)"),
         reason: "wrong password for a grant request".to_owned(),
         database: None,
     });
@@ -206,7 +239,7 @@ async fn list_approvals(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Answer {
-    caller(&state, &headers, false)
+    caller(&state, &headers, None)
         .await?
         .at_least(Role::Viewer)?;
     let wanted = query.state.as_deref().unwrap_or("pending");
@@ -225,7 +258,7 @@ async fn show_approval(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Answer {
-    caller(&state, &headers, false)
+    caller(&state, &headers, None)
         .await?
         .at_least(Role::Viewer)?;
     match state.approvals.get(&id) {
@@ -258,7 +291,7 @@ async fn decider(
     headers: &HeaderMap,
     bytes: &Bytes,
 ) -> Result<(Caller, Option<String>), ApiError> {
-    let caller = caller(state, headers, false).await?;
+    let caller = caller(state, headers, None).await?;
     caller.at_least(Role::Approver)?;
     let decision: Decision = body(bytes)?;
     let reason = decision.reason.filter(|r| !r.trim().is_empty());
@@ -308,10 +341,11 @@ struct GrantBody {
 
 async fn request_grant(
     Shared(state): Shared<Arc<State>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Answer {
-    let caller = caller(&state, &headers, true).await?;
+    let caller = caller(&state, &headers, Some(peer)).await?;
     let ask: GrantBody = body(&bytes)?;
     if ask.group.is_empty() || ask.database.is_empty() {
         return Err(error(
@@ -346,7 +380,7 @@ async fn request_grant(
 }
 
 async fn list_grants(Shared(state): Shared<Arc<State>>, headers: HeaderMap) -> Answer {
-    caller(&state, &headers, false)
+    caller(&state, &headers, None)
         .await?
         .at_least(Role::Viewer)?;
     let grants: Vec<Value> = state

@@ -19,6 +19,9 @@ fn state() -> Arc<State> {
 [server]
 listen = "127.0.0.1:0"
 
+[auth]
+failure_delay_ms = 10
+
 [[databases]]
 name = "prod"
 upstream = "127.0.0.1:5432"
@@ -239,4 +242,35 @@ async fn a_grant_is_asked_with_a_password_and_listed_once_approved_by_someone_el
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn password_guesses_for_grants_meet_the_login_lockout() {
+    let state = state();
+    let ask = r#"{"group": "writers", "database": "prod", "duration_secs": 60}"#;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/api/v1/grants",
+            Some(&basic("bob", "guess")),
+            ask,
+        )
+        .await;
+        statuses.push(status);
+    }
+    // Five failures (auth.max_failures) lock the address out; then even
+    // the right password waits.
+    assert_eq!(statuses[..5], [StatusCode::UNAUTHORIZED; 5]);
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+    let (status, _) = call(
+        &state,
+        "POST",
+        "/api/v1/grants",
+        Some(&basic("bob", "bob-pw")),
+        ask,
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
