@@ -503,20 +503,21 @@ impl Relay {
                     None => ticket = Some(Ticket::new(tag, seqs)),
                 }
             }
-            if let Some((_, id, outcome)) = outcomes.iter().find(|(at, ..)| *at == i) {
+            // A statement already refused (its audit event was not stored)
+            // keeps that refusal: it is the reason nothing ran.
+            let decided = outcomes.iter().find(|(at, ..)| *at == i);
+            if let (Some((_, id, outcome)), Verdict::Forward) = (decided, &verdict) {
                 match super::review::outcome_error(id, outcome) {
                     Some(error) => {
                         self.gate.refused += 1;
                         ticket = None;
                         verdict = Verdict::Refuse(error);
                     }
-                    None if matches!(verdict, Verdict::Forward) => {
-                        self.gate
-                            .state()
-                            .approvals
-                            .executed(id, self.gate.audit.session_id());
-                    }
-                    None => {}
+                    None => self
+                        .gate
+                        .state()
+                        .approvals
+                        .executed(id, self.gate.audit.session_id()),
                 }
             }
             match verdict {

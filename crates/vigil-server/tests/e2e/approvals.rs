@@ -17,6 +17,7 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use crate::harness::*;
 
+mod store_down;
 mod webhooks;
 
 const BOB_PASSWORD: &str = "bob-demo";
