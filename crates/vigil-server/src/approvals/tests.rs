@@ -305,3 +305,39 @@ fn bind_parameters_are_shown_and_bound_exactly() {
         "truncated"
     );
 }
+
+mod decoding {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any bytes a client sends as a Bind decode or are refused; none panic.
+        #[test]
+        fn any_bind_body_decodes_or_is_refused(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Some(parameters) = bind_parameters(&body) {
+                prop_assert!(parameters.raw.len() <= body.len());
+            }
+        }
+
+        /// Well-formed Binds give back every value, in order, and bind to
+        /// what was sent: another value never binds the same.
+        #[test]
+        fn well_formed_binds_show_every_value(
+            values in proptest::collection::vec(proptest::option::of("[a-z0-9 ]{0,12}"), 0..8),
+            other in "[a-z0-9 ]{0,12}",
+        ) {
+            let slices: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref().map(str::as_bytes)).collect();
+            let decoded = bind_parameters(&bind(&[], &slices)).expect("well formed");
+            prop_assert_eq!(&decoded.shown, &values);
+            if let Some(first) = values.first() {
+                if first.as_deref() != Some(other.as_str()) {
+                    let mut changed = slices.clone();
+                    changed[0] = Some(other.as_bytes());
+                    let again = bind_parameters(&bind(&[], &changed)).expect("well formed");
+                    prop_assert_ne!(binding("q", Some(&again.raw)), binding("q", Some(&decoded.raw)));
+                }
+            }
+        }
+    }
+}
