@@ -83,6 +83,9 @@ pub struct SearchFilter {
     pub until: Option<Micros>,
     /// Only records with a greater seq.
     pub after_seq: Option<u64>,
+    /// Only records with a smaller seq: the next page back from a result whose
+    /// oldest record had this seq.
+    pub before_seq: Option<u64>,
     /// At most this many records (the most recent matches); 0 means
     /// [`DEFAULT_SEARCH_LIMIT`].
     pub limit: usize,

@@ -493,6 +493,10 @@ impl Store for SqliteStore {
             args.push(V::Integer(i64_of(after)));
             sql.push_str(&format!(" AND e.seq > ?{}", args.len()));
         }
+        if let Some(before) = filter.before_seq {
+            args.push(V::Integer(i64_of(before)));
+            sql.push_str(&format!(" AND e.seq < ?{}", args.len()));
+        }
         args.push(V::Integer(i64_of(filter.effective_limit() as u64)));
         sql.push_str(&format!(" ORDER BY e.seq DESC LIMIT ?{}", args.len()));
         let mut rows = self.query_events(&sql, &args)?;

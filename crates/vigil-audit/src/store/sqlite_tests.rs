@@ -114,6 +114,7 @@ fn search_filters_combine() {
     );
     assert_eq!(seqs(by(|f| f.limit = 2)), vec![3, 4]);
     assert_eq!(seqs(by(|f| f.after_seq = Some(2))), vec![3, 4]);
+    assert_eq!(seqs(by(|f| f.before_seq = Some(3))), vec![1, 2]);
     let past = SearchFilter::default().until("2000-01-01").unwrap();
     assert!(seqs(past).is_empty());
     let recent = SearchFilter::default().since("2000-01-01").unwrap();

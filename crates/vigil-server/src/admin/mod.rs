@@ -34,6 +34,7 @@ pub fn app(state: Arc<State>) -> Router {
         .route("/api/v1/approvals/{id}/approve", post(approve))
         .route("/api/v1/approvals/{id}/deny", post(deny))
         .route("/api/v1/grants", get(list_grants).post(request_grant))
+        .merge(console::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -400,5 +401,6 @@ async fn list_grants(Shared(state): Shared<Arc<State>>, headers: HeaderMap) -> A
     Ok(Json(json!({ "grants": grants })).into_response())
 }
 
+mod console;
 #[cfg(test)]
 mod tests;
