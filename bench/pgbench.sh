@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks Vigil against PgBouncer and a direct connection with pgbench -S.
 #
-# Five targets: direct; PgBouncer; and three Vigils with the same policy (the database
+# Six targets: direct; PgBouncer; and four Vigils with the same policy (the database
 # labelled environment = "production", the guardrail pack on, the bench identity not
-# exempt, and a few ordinary rules, so every statement meets them) in the three audit
-# modes: "vigil-policy" (audit off), "vigil-fast" (audit fast: events queued) and
+# exempt, and a few ordinary rules, so every statement meets them) in the audit
+# modes: "vigil-policy" (audit off), "vigil-fast" (audit fast: events queued),
 # "vigil-strict" (audit strict: each statement's event committed to SQLite before
-# the statement is forwarded, with group commit).
+# the statement is forwarded, with group commit; fsync = true, the default: every
+# commit waits for the disk) and "vigil-strict-nofsync" (the same with fsync = false:
+# commits survive a crash of Vigil, not of the machine; see docs/audit.md).
 #
 # Every case (mode simple/extended/prepared × 1 and 10 clients) runs against the five
 # targets back to back, over several rounds, with the targets' order rotated each
@@ -21,12 +23,12 @@
 #   ROUNDS [3]  DURATION [10] seconds per run  SCALE [10] pgbench -i scale
 #   PGHOST_DIRECT [127.0.0.1]  PGPORT_DIRECT [5432]  PGSUPERUSER [postgres]
 #   BENCH_DB [vigil_bench]  VIGIL_PORT [6442] (audit off)  PGBOUNCER_PORT [6443]
-#   VIGIL_FAST_PORT [6444]  VIGIL_STRICT_PORT [6445]
+#   VIGIL_FAST_PORT [6444]  VIGIL_STRICT_PORT [6445]  VIGIL_NOFSYNC_PORT [6446]
 #   OUT [<target dir>/bench/pgbench-<time>.json]  STRICT=1: exit 1 if the target fails
 #   KEEP_WORK=1: keep the temp dir (configs, proxy logs, pgbench output)
 #
 # Targets at 10 clients, every mode: audit off ≥ 0.90× PgBouncer's TPS (policy on),
-# audit fast ≥ 0.95×, audit strict ≥ 0.85×.
+# audit fast ≥ 0.95×, audit strict ≥ 0.85× (with and without fsync).
 # Exit status: 0 done (target PASS or FAIL is printed), 1 target FAIL with STRICT=1,
 # 2 setup failed, 3 some pgbench run failed.
 set -euo pipefail
@@ -58,6 +60,7 @@ VIGIL_PORT=${VIGIL_PORT:-6442}
 PGBOUNCER_PORT=${PGBOUNCER_PORT:-6443}
 VIGIL_FAST_PORT=${VIGIL_FAST_PORT:-6444}
 VIGIL_STRICT_PORT=${VIGIL_STRICT_PORT:-6445}
+VIGIL_NOFSYNC_PORT=${VIGIL_NOFSYNC_PORT:-6446}
 STRICT=${STRICT:-0}
 KEEP_WORK=${KEEP_WORK:-0}
 READY_DEADLINE_S=30   # how long a proxy may take to open its port
@@ -82,6 +85,7 @@ chmod 755 "$WORK"   # PgBouncer drops root and must still read its config
 VIGIL_PID=
 VIGIL_FAST_PID=
 VIGIL_STRICT_PID=
+VIGIL_NOFSYNC_PID=
 PGBOUNCER_PID=
 
 cleanup() {
@@ -90,6 +94,7 @@ cleanup() {
     stop_process vigil-policy "$VIGIL_PID"
     stop_process vigil-fast "$VIGIL_FAST_PID"
     stop_process vigil-strict "$VIGIL_STRICT_PID"
+    stop_process vigil-strict-nofsync "$VIGIL_NOFSYNC_PID"
     stop_process pgbouncer "$PGBOUNCER_PID"
     if [[ "$KEEP_WORK" == 1 || $status -eq 2 || $status -eq 3 ]]; then   # setup or run failed
         echo "pgbench.sh: work dir kept: $WORK" >&2
@@ -114,8 +119,8 @@ pgbench -i -q -s "$SCALE" -h "$PGHOST_DIRECT" -p "$PGPORT_DIRECT" -U "$PGSUPERUS
 build_vigil
 OUT=${OUT:-"$TARGET_DIR/bench/pgbench-$(date -u +%Y%m%dT%H%M%SZ).json"}
 
-for port in "$VIGIL_PORT" "$VIGIL_FAST_PORT" "$VIGIL_STRICT_PORT" "$PGBOUNCER_PORT"; do
-    ! port_open "$port" || die "port $port is already in use; set VIGIL_PORT / VIGIL_FAST_PORT / VIGIL_STRICT_PORT / PGBOUNCER_PORT"
+for port in "$VIGIL_PORT" "$VIGIL_FAST_PORT" "$VIGIL_STRICT_PORT" "$VIGIL_NOFSYNC_PORT" "$PGBOUNCER_PORT"; do
+    ! port_open "$port" || die "port $port is already in use; set VIGIL_PORT / VIGIL_FAST_PORT / VIGIL_STRICT_PORT / VIGIL_NOFSYNC_PORT / PGBOUNCER_PORT"
 done
 
 verifier=$(echo bench-pass | "$VIGIL_BIN" passwd) || die "vigil passwd failed"
@@ -146,7 +151,7 @@ $rules
 EOF
 }
 
-# One policy for all three Vigils: the guardrail pack on a production-labelled
+# One policy for all four Vigils: the guardrail pack on a production-labelled
 # database, the bench identity in no exempt group, and ordinary rules of the kinds
 # users write. Only the [audit] section differs.
 POLICY='
@@ -174,12 +179,15 @@ id = "reads"
 when = { classes = ["read"] }
 action = "allow"
 '
-audit_section() { printf '\n[audit]\nmode = "%s"\nstore = "sqlite://%s"\n' "$1" "$WORK/audit-$1.db"; }
-vigil_config "$VIGIL_PORT" "$POLICY" "$DATABASE_KEYS" "$RULES$(audit_section off)" >"$WORK/vigil-policy.toml"
-vigil_config "$VIGIL_FAST_PORT" "$POLICY" "$DATABASE_KEYS" "$RULES$(audit_section fast)" >"$WORK/vigil-fast.toml"
-vigil_config "$VIGIL_STRICT_PORT" "$POLICY" "$DATABASE_KEYS" "$RULES$(audit_section strict)" >"$WORK/vigil-strict.toml"
+# Mode, then the store file's name (one per Vigil), then extra keys.
+audit_section() { printf '\n[audit]\nmode = "%s"\nstore = "sqlite://%s"\n%s' "$1" "$WORK/audit-$2.db" "${3:-}"; }
+vigil_config "$VIGIL_PORT" "$POLICY" "$DATABASE_KEYS" "$RULES$(audit_section off off)" >"$WORK/vigil-policy.toml"
+vigil_config "$VIGIL_FAST_PORT" "$POLICY" "$DATABASE_KEYS" "$RULES$(audit_section fast fast)" >"$WORK/vigil-fast.toml"
+vigil_config "$VIGIL_STRICT_PORT" "$POLICY" "$DATABASE_KEYS" "$RULES$(audit_section strict strict)" >"$WORK/vigil-strict.toml"
+vigil_config "$VIGIL_NOFSYNC_PORT" "$POLICY" "$DATABASE_KEYS" \
+    "$RULES$(audit_section strict strict-nofsync 'fsync = false')" >"$WORK/vigil-strict-nofsync.toml"
 
-for config in vigil-policy vigil-fast vigil-strict; do
+for config in vigil-policy vigil-fast vigil-strict vigil-strict-nofsync; do
     "$VIGIL_BIN" check --config "$WORK/$config.toml" >"$WORK/$config-check.log" 2>&1 ||
         { cat "$WORK/$config-check.log" >&2; die "vigil check rejects $config.toml"; }
 done
@@ -189,6 +197,8 @@ VIGIL_LOG=warn "$VIGIL_BIN" serve --config "$WORK/vigil-fast.toml" </dev/null 2>
 VIGIL_FAST_PID=$!
 VIGIL_LOG=warn "$VIGIL_BIN" serve --config "$WORK/vigil-strict.toml" </dev/null 2>"$WORK/vigil-strict.log" &
 VIGIL_STRICT_PID=$!
+VIGIL_LOG=warn "$VIGIL_BIN" serve --config "$WORK/vigil-strict-nofsync.toml" </dev/null 2>"$WORK/vigil-strict-nofsync.log" &
+VIGIL_NOFSYNC_PID=$!
 
 # --- PgBouncer -----------------------------------------------------------------------
 
@@ -197,9 +207,11 @@ start_pgbouncer
 wait_for_port vigil-policy "$VIGIL_PORT" "$VIGIL_PID" "$WORK/vigil-policy.log"
 wait_for_port vigil-fast "$VIGIL_FAST_PORT" "$VIGIL_FAST_PID" "$WORK/vigil-fast.log"
 wait_for_port vigil-strict "$VIGIL_STRICT_PORT" "$VIGIL_STRICT_PID" "$WORK/vigil-strict.log"
+wait_for_port vigil-strict-nofsync "$VIGIL_NOFSYNC_PORT" "$VIGIL_NOFSYNC_PID" "$WORK/vigil-strict-nofsync.log"
 wait_for_port pgbouncer "$PGBOUNCER_PORT" "$PGBOUNCER_PID" "$WORK/pgbouncer.log"
 say "vigil-policy pid $VIGIL_PID on :$VIGIL_PORT, vigil-fast pid $VIGIL_FAST_PID on :$VIGIL_FAST_PORT," \
-    "vigil-strict pid $VIGIL_STRICT_PID on :$VIGIL_STRICT_PORT, pgbouncer pid $PGBOUNCER_PID on :$PGBOUNCER_PORT"
+    "vigil-strict pid $VIGIL_STRICT_PID on :$VIGIL_STRICT_PORT," \
+    "vigil-strict-nofsync pid $VIGIL_NOFSYNC_PID on :$VIGIL_NOFSYNC_PORT, pgbouncer pid $PGBOUNCER_PID on :$PGBOUNCER_PORT"
 
 # --- targets ---------------------------------------------------------------------------
 
@@ -211,6 +223,7 @@ target_conn() {
         vigil-policy) echo "-h 127.0.0.1 -p $VIGIL_PORT -U bench" ;;
         vigil-fast) echo "-h 127.0.0.1 -p $VIGIL_FAST_PORT -U bench" ;;
         vigil-strict) echo "-h 127.0.0.1 -p $VIGIL_STRICT_PORT -U bench" ;;
+        vigil-strict-nofsync) echo "-h 127.0.0.1 -p $VIGIL_NOFSYNC_PORT -U bench" ;;
     esac
 }
 target_pid() {
@@ -220,12 +233,13 @@ target_pid() {
         vigil-policy) echo "$VIGIL_PID" ;;
         vigil-fast) echo "$VIGIL_FAST_PID" ;;
         vigil-strict) echo "$VIGIL_STRICT_PID" ;;
+        vigil-strict-nofsync) echo "$VIGIL_NOFSYNC_PID" ;;
     esac
 }
 export PGPASSWORD=bench-pass   # only Vigil asks; trust elsewhere
 export PGCONNECT_TIMEOUT=10
 
-TARGETS=(direct pgbouncer vigil-policy vigil-fast vigil-strict)
+TARGETS=(direct pgbouncer vigil-policy vigil-fast vigil-strict vigil-strict-nofsync)
 NTARGETS=${#TARGETS[@]}
 for target in "${TARGETS[@]}"; do
     # shellcheck disable=SC2046  # word splitting of the connection arguments is wanted
@@ -244,7 +258,7 @@ expect_refusal() {
     fi
     [[ "$got" == *"(rule $rule)"* ]] || die "$target did not refuse '$sql' by rule $rule: $got"
 }
-for target in vigil-policy vigil-fast vigil-strict; do
+for target in vigil-policy vigil-fast vigil-strict vigil-strict-nofsync; do
     expect_refusal "$target" guardrail.drop 'DROP TABLE IF EXISTS vigil_bench_guardrail_probe'
     expect_refusal "$target" no-secrets 'SELECT 1 FROM secret.probe'
 done

@@ -10,10 +10,11 @@ Two subcommands:
 Numbers are medians across rounds. Latency percentiles come from pgbench's
 per-transaction log (third column: elapsed time of the transaction in µs).
 
-Targets: direct, pgbouncer, and three Vigils with the same policy (guardrail pack on a
+Targets: direct, pgbouncer, and four Vigils with the same policy (guardrail pack on a
 production-labelled database plus ordinary rules) and different audit modes:
-"vigil-policy" (audit off), "vigil-fast" (audit fast) and "vigil-strict" (audit strict,
-every statement's event committed before it is forwarded).
+"vigil-policy" (audit off), "vigil-fast" (audit fast), "vigil-strict" (audit strict,
+every statement's event committed before it is forwarded, each commit fsynced) and
+"vigil-strict-nofsync" (strict with fsync = false).
 """
 
 import argparse
@@ -25,8 +26,8 @@ import re
 import statistics
 import sys
 
-TARGETS = ("direct", "pgbouncer", "vigil-policy", "vigil-fast", "vigil-strict")
-VIGILS = ("vigil-policy", "vigil-fast", "vigil-strict")
+TARGETS = ("direct", "pgbouncer", "vigil-policy", "vigil-fast", "vigil-strict", "vigil-strict-nofsync")
+VIGILS = ("vigil-policy", "vigil-fast", "vigil-strict", "vigil-strict-nofsync")
 PROXIES = ("pgbouncer",) + VIGILS
 LABELS = {
     "direct": "direct",
@@ -34,6 +35,7 @@ LABELS = {
     "vigil-policy": "vigil (policy, audit off)",
     "vigil-fast": "vigil (policy, audit fast)",
     "vigil-strict": "vigil (policy, audit strict)",
+    "vigil-strict-nofsync": "vigil (policy, audit strict, no fsync)",
 }
 SHORT = {
     "direct": "direct",
@@ -41,10 +43,11 @@ SHORT = {
     "vigil-policy": "v-off",
     "vigil-fast": "v-fast",
     "vigil-strict": "v-strict",
+    "vigil-strict-nofsync": "v-strict-nf",
 }
 MODES = ("simple", "extended", "prepared")
 # Each Vigil's TPS >= this x PgBouncer's at TARGET_CLIENTS, every mode (the issues' targets).
-TARGET_RATIOS = {"vigil-policy": 0.90, "vigil-fast": 0.95, "vigil-strict": 0.85}
+TARGET_RATIOS = {"vigil-policy": 0.90, "vigil-fast": 0.95, "vigil-strict": 0.85, "vigil-strict-nofsync": 0.85}
 TARGET_CLIENTS = 10
 
 
@@ -281,7 +284,7 @@ def render(cases, meta, target):
     if lat_cases:
         out.append("")
         out.append("Latency at 1 client (ms; added = minus direct)")
-        header = f"{'mode':<9} {'target':<27} {'p50':>7} {'p99':>7} {'+p50':>7} {'+p99':>7}"
+        header = f"{'mode':<9} {'target':<38} {'p50':>7} {'p99':>7} {'+p50':>7} {'+p99':>7}"
         out.append(header)
         out.append("-" * len(header))
         ms = lambda us, spec="7.3f": fmt(None if us is None else us / 1000, spec)  # noqa: E731
@@ -290,7 +293,7 @@ def render(cases, meta, target):
             for x in TARGETS:
                 added = a.get(x, {"p50": None, "p99": None})
                 line = (
-                    f"{c['mode']:<9} {LABELS[x]:<27} {ms(t[x]['lat_p50_us']):>7} {ms(t[x]['lat_p99_us']):>7}"
+                    f"{c['mode']:<9} {LABELS[x]:<38} {ms(t[x]['lat_p50_us']):>7} {ms(t[x]['lat_p99_us']):>7}"
                     f" {ms(added['p50'], '+7.3f') if x != 'direct' else '':>7}"
                     f" {ms(added['p99'], '+7.3f') if x != 'direct' else '':>7}"
                 )
