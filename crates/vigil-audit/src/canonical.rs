@@ -74,11 +74,44 @@ fn write(value: &Value, out: &mut String, depth: usize) -> Result<()> {
     Ok(())
 }
 
-fn write_str(s: &str, out: &mut String) {
-    // serde_json's string escaping is fixed (\" \\ \n \r \t \b \f, \u00XX for other
-    // control characters, everything else verbatim), which is what we want.
-    out.push_str(&Value::String(s.to_owned()).to_string());
+/// Appends `s` quoted and escaped exactly as `serde_json` escapes it (`\"` `\\` `\n` `\r`
+/// `\t` `\b` `\f`, `\u00xx` with lowercase hex for other control characters, everything
+/// else verbatim; a test compares every character). Written out rather than borrowed from
+/// serde_json because this runs for every string of every event, and going through a
+/// `Value` cost two allocations each time.
+pub(crate) fn write_str(s: &str, out: &mut String) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // Only ASCII bytes are escaped, so `start..i` always falls on char boundaries.
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
@@ -98,6 +131,22 @@ mod tests {
     fn escapes_strings_deterministically() {
         let v = json!({"t": "a\"b\\c\n\u{1}é"});
         assert_eq!(encode(&v).unwrap(), "{\"t\":\"a\\\"b\\\\c\\n\\u0001é\"}");
+    }
+
+    #[test]
+    fn escapes_every_character_as_serde_json_does() {
+        let mut all = String::new();
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let one = c.to_string();
+            assert_eq!(
+                string(&one),
+                Value::String(one.clone()).to_string(),
+                "{c:?}"
+            );
+            all.push(c);
+            all.push_str("a\"");
+        }
+        assert_eq!(string(&all), Value::String(all.clone()).to_string());
     }
 
     #[test]

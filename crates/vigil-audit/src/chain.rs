@@ -6,15 +6,15 @@
 //! encoded by [`canonical`]. The text is stored verbatim, so verifying a
 //! record never depends on re-serialising it the same way.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::canonical;
 use crate::error::{AuditError, Result};
 use crate::event::{AuditEvent, IndexFields, SCHEMA_VERSION};
+use crate::{body, canonical};
 
 /// A SHA-256 digest in the chain; shown and serialised as lowercase hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -26,11 +26,15 @@ impl ChainHash {
 
     pub fn to_hex(&self) -> String {
         let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 15)]));
-        }
+        self.write_hex(&mut s);
         s
+    }
+
+    fn write_hex(&self, out: &mut String) {
+        for b in self.0 {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
     }
 
     pub fn from_hex(text: &str) -> Option<Self> {
@@ -164,11 +168,20 @@ pub struct PreparedEvent {
 
 impl PreparedEvent {
     pub fn new(event: &AuditEvent) -> Result<Self> {
-        let body = event.body()?;
+        // The two kinds every statement records skip the JSON value tree; the rest take
+        // the generic path (same bytes either way; `body`'s tests compare them).
+        let (body, index) = match event {
+            AuditEvent::Statement(s) => (body::statement(s), body::statement_index(s)),
+            AuditEvent::StatementCompleted(c) => (body::completed(c), body::completed_index(c)),
+            _ => {
+                let value = event.body()?;
+                (canonical::encode(&value)?, IndexFields::from_body(&value))
+            }
+        };
         Ok(PreparedEvent {
             kind: event.kind(),
-            index: IndexFields::from_body(&body),
-            body: canonical::encode(&body)?,
+            body,
+            index,
         })
     }
 
@@ -176,12 +189,17 @@ impl PreparedEvent {
     pub fn seal(&self, seq: u64, time: &str, prev: &ChainHash) -> StoredEvent {
         // Keys in canonical (sorted) order: body, kind, prev_hash, seq, time, v. Equal to
         // `canonical::encode` of the whole object, which a test checks.
-        let text = format!(
-            r#"{{"body":{},"kind":{},"prev_hash":"{prev}","seq":{seq},"time":{},"v":{SCHEMA_VERSION}}}"#,
-            self.body,
-            canonical::string(&self.kind),
-            canonical::string(time),
-        );
+        // Written piece by piece into one buffer: the writer thread seals every event.
+        let mut text = String::with_capacity(self.body.len() + self.kind.len() + 160);
+        text.push_str(r#"{"body":"#);
+        text.push_str(&self.body);
+        text.push_str(r#","kind":"#);
+        canonical::write_str(&self.kind, &mut text);
+        text.push_str(r#","prev_hash":""#);
+        prev.write_hex(&mut text);
+        let _ = write!(text, r#"","seq":{seq},"time":"#);
+        canonical::write_str(time, &mut text);
+        let _ = write!(text, r#","v":{SCHEMA_VERSION}}}"#);
         StoredEvent {
             seq,
             time: time.to_owned(),

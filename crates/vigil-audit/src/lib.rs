@@ -12,6 +12,7 @@
 //!
 //! `docs/audit.md` in the repository describes the formats for operators.
 
+mod body;
 pub mod canonical;
 pub mod chain;
 pub mod checkpoint;
