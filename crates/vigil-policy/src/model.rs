@@ -322,3 +322,12 @@ pub enum CopyDirectionName {
     From,
     To,
 }
+
+impl CopyDirectionName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyDirectionName::From => "from",
+            CopyDirectionName::To => "to",
+        }
+    }
+}

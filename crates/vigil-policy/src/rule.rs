@@ -129,3 +129,62 @@ fn properties_match(want: &PropertyMatch, statement: &Statement) -> bool {
         })
         && is(want.explain_analyze, p.explain_analyze)
 }
+
+impl Rule {
+    /// What the rule asks, for people reading it (the admin API, the
+    /// console): each condition that is set, as `name` and its values in
+    /// the config's own words. `unless.*` entries are the exemptions.
+    pub fn conditions(&self) -> Vec<(&'static str, String)> {
+        fn join<T: ToString>(items: &[T]) -> String {
+            items
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+        let w = &self.when;
+        let mut out = Vec::new();
+        let mut add = |name: &'static str, value: String| {
+            if !value.is_empty() {
+                out.push((name, value));
+            }
+        };
+        add("identities", join(&w.identities));
+        add("groups", join(&w.groups));
+        let kinds: Vec<&str> = w.identity_kinds.iter().map(|k| k.as_str()).collect();
+        add("identity_kinds", kinds.join(", "));
+        add("databases", join(&w.databases));
+        let labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        add("labels", labels.join(", "));
+        let classes: Vec<&str> = w.classes.iter().map(|c| c.0.as_str()).collect();
+        add("classes", classes.join(", "));
+        let statement_kinds: Vec<&str> = w.kinds.iter().map(|k| k.0.as_str()).collect();
+        add("kinds", statement_kinds.join(", "));
+        add("relations", join(&w.relations));
+        add("functions", join(&w.functions));
+        let p = &w.properties;
+        let flags = [
+            ("has_where", p.has_where),
+            ("data_modifying_cte", p.data_modifying_cte),
+            ("select_into", p.select_into),
+            ("copy_program", p.copy_program),
+            ("copy_server_file", p.copy_server_file),
+            ("explain_analyze", p.explain_analyze),
+        ];
+        let mut properties: Vec<String> = flags
+            .iter()
+            .filter_map(|(name, value)| value.map(|v| format!("{name}={v}")))
+            .collect();
+        if let Some(direction) = &p.copy_direction {
+            properties.push(format!("copy_direction={}", direction.as_str()));
+        }
+        add("properties", properties.join(", "));
+        let u = &self.unless;
+        add("unless.identities", join(&u.identities));
+        add("unless.groups", join(&u.groups));
+        let kinds: Vec<&str> = u.identity_kinds.iter().map(|k| k.as_str()).collect();
+        add("unless.identity_kinds", kinds.join(", "));
+        add("mask", self.mask.join(", "));
+        out
+    }
+}

@@ -14,7 +14,9 @@ use vigil_config::Config;
 use crate::approvals::Approvals;
 use crate::auth::Throttle;
 use crate::cancel::CancelRegistry;
+use crate::live::LiveSessions;
 use crate::masking::{Catalogs, MaskSetup};
+use crate::metrics::Metrics;
 use crate::tls;
 use crate::StartError;
 
@@ -48,6 +50,12 @@ pub struct State {
     pub(crate) approvals: Arc<Approvals>,
     /// Upstream catalogs, for masking.
     pub(crate) catalogs: Catalogs,
+    /// Counters for `/metrics` and the console.
+    pub(crate) metrics: Metrics,
+    /// The sessions open now.
+    pub(crate) sessions: Arc<LiveSessions>,
+    /// One audit chain verification at a time (the admin API's).
+    pub(crate) verifying: tokio::sync::Mutex<()>,
     /// Seeds fake SCRAM verifiers for unknown users.
     pub(crate) mock_secret: [u8; 32],
     /// The iteration count fake verifiers claim: the one most real ones have.
@@ -72,6 +80,9 @@ impl State {
             throttle,
             approvals,
             catalogs: Catalogs::default(),
+            metrics: Metrics::default(),
+            sessions: Arc::default(),
+            verifying: tokio::sync::Mutex::new(()),
             mock_secret,
             mock_iterations,
             next_session: AtomicU64::new(1),

@@ -29,6 +29,18 @@ use crate::State;
 pub fn app(state: Arc<State>) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
+        .route("/api/v1/ready", get(status::ready))
+        .route("/api/v1/whoami", get(status::whoami))
+        .route("/api/v1/overview", get(status::overview))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(status::prometheus))
+        .route("/api/v1/sessions", get(sessions::list))
+        .route("/api/v1/sessions/{id}", get(sessions::show))
+        .route("/api/v1/audit", get(audit::search))
+        .route("/api/v1/audit/verify", get(audit::verify))
+        .route("/api/v1/audit/{seq}", get(audit::show))
+        .route("/api/v1/policy", get(policy::show))
+        .route("/api/v1/policy/explain", post(policy::explain))
         .route("/api/v1/approvals", get(list_approvals))
         .route("/api/v1/approvals/{id}", get(show_approval))
         .route("/api/v1/approvals/{id}/approve", post(approve))
@@ -208,6 +220,10 @@ async fn delay(state: &State) {
 }
 
 fn record_failure(state: &State, user: &str, peer: IpAddr) {
+    state
+        .metrics
+        .auth_failures
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let event = vigil_audit::AuditEvent::AuthFailure(vigil_audit::AuthFailure {
         user: user.to_owned(),
         client_addr: format!("{peer} (admin API)"),
@@ -226,8 +242,19 @@ async fn health() -> Json<Value> {
 async fn not_found() -> ApiError {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see docs/approvals.md",
+        "no such endpoint; see /api/v1/openapi.json or docs/admin-api.md",
     )
+}
+
+/// The API described as OpenAPI 3.
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -401,6 +428,12 @@ async fn list_grants(Shared(state): Shared<Arc<State>>, headers: HeaderMap) -> A
     Ok(Json(json!({ "grants": grants })).into_response())
 }
 
+mod audit;
 mod console;
+mod policy;
+mod sessions;
+mod status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod views_tests;

@@ -19,7 +19,9 @@ use vigil_wire::backend::{self, Report, Severity};
 use super::audit::{Decided, SessionAudit};
 use super::review::{self, Asker, Asking, Reviewed};
 use crate::approvals::{BindParameters, CancelSignal, Wait};
+use crate::live::Registration;
 use crate::masking::{Prepared as MaskedStatement, SessionMasks};
+use crate::metrics::Counted;
 use crate::{Identity, State};
 
 /// What to do with one client message.
@@ -136,6 +138,8 @@ pub(crate) struct Gate {
     /// first of them ends.
     grants_version: u64,
     grants_end: vigil_audit::clock::Micros,
+    /// The session as the admin API lists it.
+    pub(crate) live: Registration,
 }
 
 impl Gate {
@@ -145,6 +149,7 @@ impl Gate {
         database: String,
         audit: SessionAudit,
         masks: Option<Arc<SessionMasks>>,
+        live: Registration,
     ) -> Gate {
         let generation = state.generation();
         let grants_version = state.approvals.grants_version();
@@ -168,6 +173,7 @@ impl Gate {
             cancel: Arc::default(),
             grants_version,
             grants_end,
+            live,
         }
     }
 
@@ -223,7 +229,9 @@ impl Gate {
             // Preparing runs nothing: a reviewed statement is asked about
             // at each Execute, with its parameters.
             let review = (decision.action == Action::Review).then_some(decision.source);
-            if self.audit.enabled() || review.is_some() {
+            // Kept even with audit off: each Execute is counted as the
+            // statement it runs.
+            {
                 let masked = masked_names(checked.masks.as_deref());
                 let sql = review
                     .is_some()
@@ -252,9 +260,6 @@ impl Gate {
 
     /// A Bind (`body`) of `statement` into `portal`.
     pub(crate) fn bind(&mut self, portal: &[u8], statement: &[u8], body: &[u8]) {
-        if !self.audit.enabled() && self.prepared.is_empty() && self.portals.is_empty() {
-            return;
-        }
         match self.prepared.get(statement) {
             Some(prepared) => {
                 let parameters = match prepared.review {
@@ -302,9 +307,6 @@ impl Gate {
                 return Checked::reviewed(reviewed, runs);
             }
         }
-        if !self.audit.enabled() {
-            return Checked::forward(None);
-        }
         let prepared = match bound {
             Some(portal) => portal.prepared,
             // A portal Vigil did not see bound (a cursor declared in SQL):
@@ -326,11 +328,7 @@ impl Gate {
             masked: &prepared.masked,
             approval: None,
         };
-        Checked::forward(Some(self.audit.statements(
-            &prepared.analysis,
-            &decided,
-            events,
-        )))
+        Checked::forward(self.record(&prepared.analysis, &decided, events))
     }
 
     fn asker(&self) -> Asker<'_> {
@@ -355,7 +353,7 @@ impl Gate {
     pub(crate) fn function_call(&mut self, events: &mut Vec<AuditEvent>) -> Checked {
         // A function called by OID may return anything: fail closed.
         if self.masks.as_ref().is_some_and(|m| m.masks_columns()) {
-            let analysis = opaque("<fast-path function call>".into());
+            let analysis = Arc::new(opaque("<fast-path function call>".into()));
             let decided = Decided {
                 action: Action::Deny,
                 rule: Some("vigil.masking.unknown-lineage"),
@@ -369,7 +367,7 @@ impl Gate {
                 "fast-path function calls may return masked values",
             ));
         }
-        let analysis = opaque("<fast-path function call>".into());
+        let analysis = Arc::new(opaque("<fast-path function call>".into()));
         let asking = Asking {
             sql: "<fast-path function call>",
             parameters: None,
@@ -384,19 +382,17 @@ impl Gate {
         events: &mut Vec<AuditEvent>,
     ) -> Result<Arc<Analysis>, Checked> {
         let mut refused = |gate: &mut Gate, error: Bytes| {
-            if gate.audit.enabled() {
-                // Recorded as what Vigil knows of it: the bytes, read
-                // leniently, kept out of the record when literals are.
-                let mut analysis = opaque(String::from_utf8_lossy(sql).into_owned());
-                analysis.statements[0].normalized = "<not analyzable>".into();
-                let decided = Decided {
-                    action: Action::Deny,
-                    rule: Some("vigil.unreadable"),
-                    masked: &[],
-                    approval: None,
-                };
-                gate.audit.statements(&analysis, &decided, events);
-            }
+            // Recorded as what Vigil knows of it: the bytes, read
+            // leniently, kept out of the record when literals are.
+            let mut analysis = opaque(String::from_utf8_lossy(sql).into_owned());
+            analysis.statements[0].normalized = "<not analyzable>".into();
+            let decided = Decided {
+                action: Action::Deny,
+                rule: Some("vigil.unreadable"),
+                masked: &[],
+                approval: None,
+            };
+            gate.record(&Arc::new(analysis), &decided, events);
             Err(Checked::refuse(error))
         };
         let Ok(text) = std::str::from_utf8(sql) else {
@@ -423,7 +419,7 @@ impl Gate {
     /// about at each Execute.
     fn decide(
         &mut self,
-        analysis: &Analysis,
+        analysis: &Arc<Analysis>,
         events: Option<&mut Vec<AuditEvent>>,
         asking: Option<Asking<'_>>,
     ) -> (Checked, Ruling) {
@@ -561,16 +557,49 @@ impl Gate {
         self.cursors.clear();
     }
 
-    /// With audit on, the events of `analysis`'s statements and their numbers.
+    /// Counts `analysis`'s statements; with audit on, their events and
+    /// their numbers.
     fn record(
         &mut self,
-        analysis: &Analysis,
+        analysis: &Arc<Analysis>,
         decided: &Decided<'_>,
         events: &mut Vec<AuditEvent>,
     ) -> Option<Vec<u64>> {
+        self.tally(analysis, decided.action);
         self.audit
             .enabled()
             .then(|| self.audit.statements(analysis, decided, events))
+    }
+
+    /// The server answered a statement: its latency and masked values are
+    /// counted, and its completion recorded.
+    pub(crate) fn completed(&self, done: super::owed::Completion) {
+        let metrics = &self.state.metrics;
+        metrics.upstream.observe(done.started.elapsed());
+        let masked: u64 = done.masked.values().sum();
+        if masked > 0 {
+            metrics
+                .masked_values
+                .fetch_add(masked, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.audit.completed(done);
+    }
+
+    /// Counts `analysis`'s statements for the metrics and the live session
+    /// list, decided as `action`.
+    fn tally(&self, analysis: &Arc<Analysis>, action: Action) {
+        let metrics = &self.state.metrics;
+        for statement in &analysis.statements {
+            metrics.statement(&Counted {
+                database: &self.database,
+                identity: &self.identity.name,
+                class: statement.class.as_str(),
+                action,
+                fingerprint: &statement.fingerprint,
+                text: &statement.normalized,
+            });
+        }
+        self.live.session().ran(analysis, action == Action::Deny);
     }
 
     /// Picks up a reloaded policy, a grant that started or ended, and a

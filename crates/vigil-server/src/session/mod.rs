@@ -10,6 +10,7 @@ mod review;
 mod startup;
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -176,6 +177,9 @@ async fn establish(
         .ok_or_else(|| SessionError::UnknownDatabase(startup.database.to_owned()))?;
     let tls = upstream::tls_target(db, snapshot.connectors.get(&db.name));
     let connected = upstream::connect(db, tls.as_ref(), &startup.forwarded).await;
+    if connected.is_err() {
+        state.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    }
     let upstream = connected.map_err(|e: UpstreamError| SessionError::Upstream {
         database: db.name.clone(),
         relay: e.relay(),
@@ -218,13 +222,12 @@ async fn establish(
     );
     audit.session_started();
     let masks = session_masks(state, &snapshot, &identity, db, cancel_target.tls.as_ref()).await?;
-    let mut gate = gate::Gate::new(
-        state.clone(),
-        Arc::new(identity),
-        db.name.clone(),
-        audit,
-        masks,
-    );
+    let identity = Arc::new(identity);
+    let live = state
+        .sessions
+        .register(session_id, Arc::clone(&identity), &db.name);
+    state.metrics.sessions_total.fetch_add(1, Ordering::Relaxed);
+    let mut gate = gate::Gate::new(state.clone(), identity, db.name.clone(), audit, masks, live);
     gate.cancel = cancel_signal;
     Ok(Some(Established {
         upstream,
@@ -367,6 +370,7 @@ fn record_auth_failure(
         // The client left or broke the exchange: not a failed guess.
         _ => return,
     };
+    state.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
     let event = vigil_audit::AuditEvent::AuthFailure(vigil_audit::AuthFailure {
         user: user.to_owned(),
         client_addr: client_addr.to_string(),

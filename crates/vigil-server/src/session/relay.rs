@@ -22,6 +22,7 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
@@ -37,6 +38,7 @@ use super::audit::unavailable_report;
 use super::gate::{Checked, Gate, Hold, Verdict};
 use super::owed::{Owed, Ticket};
 use crate::approvals::Outcome;
+use crate::live::Activity;
 use crate::masking::{Handling, Masker, Prepared as MaskedStatement, Source};
 use crate::shutdown::Phase;
 use crate::stream::Stream;
@@ -117,6 +119,8 @@ struct Held {
     /// Waiting for approvers, not only for the audit store: the client is
     /// still read from, so a disconnect withdraws the request.
     for_approval: bool,
+    /// When the batch was read, for the latency Vigil adds.
+    read_at: Instant,
 }
 
 pub(crate) struct Relay {
@@ -263,6 +267,7 @@ impl Relay {
                 if let Poll::Ready(answers) = held.answers.as_mut().poll(cx) {
                     let held = self.held.take().expect("held");
                     self.release(held.messages, held.end, &answers);
+                    self.observe_added(held.read_at, held.for_approval);
                     progress = true;
                     // Messages that arrived meanwhile.
                     if let Err(violation) = self.forward_client_frames() {
@@ -357,6 +362,7 @@ impl Relay {
         }
         // The previous batch's vector, empty: no allocation per batch.
         let mut messages = std::mem::take(&mut self.spare);
+        let read_at = Instant::now();
         let mut events = Vec::new();
         let mut offset = 0;
         loop {
@@ -408,17 +414,28 @@ impl Relay {
         }
         if events.is_empty() && waits.is_empty() {
             self.release(messages, offset, &(Vec::new(), Vec::new()));
+            self.observe_added(read_at, false);
             return Ok(());
         }
         let log = self.gate.audit.log().clone();
         let for_approval = !waits.is_empty();
+        if for_approval {
+            let live = self.gate.live.session();
+            live.set_activity(Activity::WaitingApproval);
+        }
+        let state = Arc::clone(self.gate.state());
         let cancel = Arc::clone(&self.gate.cancel);
         // From now on a cancel withdraws, not reaches the idle server.
         let cancelled = for_approval.then(|| cancel.start());
         let mut answers: Waiting = Box::pin(async move {
             let results = match events.is_empty() {
                 true => Vec::new(),
-                false => log.append_all(events).await,
+                false => {
+                    let started = Instant::now();
+                    let results = log.append_all(events).await;
+                    state.metrics.audit_wait.observe(started.elapsed());
+                    results
+                }
             };
             let stored = results.iter().all(Result::is_ok);
             let mut outcomes = Vec::with_capacity(waits.len());
@@ -445,17 +462,29 @@ impl Relay {
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))
         {
-            Poll::Ready(answers) => self.release(messages, offset, &answers),
+            Poll::Ready(answers) => {
+                self.release(messages, offset, &answers);
+                self.observe_added(read_at, for_approval);
+            }
             Poll::Pending => {
                 self.held = Some(Held {
                     messages,
                     end: offset,
                     answers,
                     for_approval,
+                    read_at,
                 })
             }
         }
         Ok(())
+    }
+
+    /// Counts the time between reading a batch and passing it on; a batch
+    /// that waited for approvers waited for people, not for Vigil.
+    fn observe_added(&self, read_at: Instant, for_approval: bool) {
+        if !for_approval {
+            self.gate.state().metrics.added.observe(read_at.elapsed());
+        }
     }
 
     /// Queues a message of Vigil's own for the client: now, or after the
@@ -532,6 +561,9 @@ impl Relay {
                     if let Some(ticket) = ticket {
                         self.owed.expect(ticket);
                     }
+                    if matches!(tag, f::QUERY | f::FUNCTION_CALL | f::EXECUTE) {
+                        self.gate.live.session().set_activity(Activity::Active);
+                    }
                 }
                 Verdict::Refuse(error) => self.refuse(tag, message.range, error),
             }
@@ -588,7 +620,7 @@ impl Relay {
                         if let Some(masker) = &mut self.masker {
                             done.masked = masker.take_finished();
                         }
-                        self.gate.audit.completed(done);
+                        self.gate.completed(done);
                     }
                     if let Some(refusal) = self.owed.server_sent(tag) {
                         // The server's rejection of the stand-in: the client
@@ -621,6 +653,9 @@ impl Relay {
                             if self.status == b'I' {
                                 self.gate.transaction_ended();
                             }
+                            if self.owed.settled() {
+                                self.gate.live.session().set_activity(Activity::Idle);
+                            }
                         }
                         b::PARAMETER_STATUS => {
                             let body = &self.from_upstream[frame.start + 5..frame.end];
@@ -650,7 +685,7 @@ impl Relay {
                     }
                     if start {
                         if let Some(done) = self.owed.completion(tag, &[], len) {
-                            self.gate.audit.completed(done);
+                            self.gate.completed(done);
                         }
                     } else {
                         self.owed.more_bytes(len);
