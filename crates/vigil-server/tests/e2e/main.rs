@@ -8,6 +8,7 @@ mod audit;
 mod bad_input;
 mod client_tls;
 mod clients;
+mod console;
 mod impostor;
 mod masking;
 mod policy;
