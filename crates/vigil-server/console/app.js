@@ -418,10 +418,32 @@ function renderAudit(root, rest, query) {
             b.decision ? badge(b.decision) : '–',
             e.kind === 'statement'
               ? h('code', { class: 'sql-inline' }, cut(b.text, 90))
-              : h('span', { class: 'muted cell-text' }, cut(compact(b), 90))];
+              : h('span', { class: 'muted cell-text' }, cut(summary(e.kind, b), 90))];
         }), 'No events match.'),
       pager);
   }).catch((error) => replace(results, failure(error, 'Audit search')));
+}
+
+/** One line about an event other than a statement. */
+function summary(kind, b) {
+  const session = b.session_id !== undefined ? `session #${b.session_id}` : null;
+  const line = (...parts) => parts.filter(Boolean).join(' · ');
+  switch (kind) {
+    case 'session.start':
+      return line(session, b.client_addr, b.application_name, b.auth_method, b.tls ? 'TLS' : null);
+    case 'session.end':
+      return line(session, `${count(b.statements)} statements`, micros(b.duration_us), b.client_addr);
+    case 'statement.completed':
+      return line(`${session}, statement ${b.statement_seq}`, completionText(b));
+    case 'auth.failure':
+      return line(b.user, b.client_addr, b.reason);
+    default:
+      if (kind.startsWith('approval.')) {
+        const { approval_id: id, by, reason, ...rest } = b;
+        return line(id, by ? `by ${by}` : null, reason, compact(rest));
+      }
+      return compact(b);
+  }
 }
 
 function withParam(query, name, value) {
@@ -486,7 +508,7 @@ function renderAuditEvent(root, seq) {
         ]) : notice('No completion recorded: the statement did not run (or has not finished).', 'muted'),
       ];
     } else {
-      details = facts(rest([]).map(([k, v]) => [k, typeof v === 'object' ? compact(v) : String(v)]));
+      details = facts(rest([]).map(([k, v]) => [k.replace(/_/g, ' '), typeof v === 'object' ? compact(v) : String(v)]));
     }
     replace(body,
       facts([['Kind', event.kind], ['Time', when(event.time)], ['Seq', String(event.seq)]]),
@@ -677,11 +699,11 @@ function renderPolicy(root) {
   const identities = section(grid, 'Identities');
   explainForm(explain);
   api('/policy').then((policy) => {
-    replace(rules, table('Rules', ['Rule', 'Action', 'Description', 'Details'],
-      (policy.rules || []).map((r) => {
-        const rest = Object.fromEntries(Object.entries(r).filter(([k]) => !['id', 'action', 'description'].includes(k)));
-        return [h('code', { class: 'nowrap' }, r.id), badge(r.action), r.description || '–', h('span', { class: 'kv' }, compact(rest))];
-      }), 'No rules are loaded.'));
+    replace(rules, table('Rules', ['Rule', 'Action', 'What it says', 'Details'],
+      (policy.rules || []).map((r) => [
+        h('code', { class: 'nowrap' }, r.id), badge(r.action),
+        r.description || r.message || '–',
+        ruleDetails(r)]), 'No rules are loaded.'));
     replace(databases, table('Databases', ['Database', 'Labels'],
       (policy.databases || []).map((d) => [d.name, compact(d.labels) || '–']), 'No databases.'));
     replace(identities, table('Identities', ['Identity', 'Kind', 'Groups'],
@@ -697,6 +719,20 @@ function renderPolicy(root) {
     replace(databases, notice('Not available.', 'muted'));
     replace(identities, notice('Not available.', 'muted'));
   });
+}
+
+/** A rule's settings, one per line, what it matches first; shapes the console does not know are shown as they come. */
+function ruleDetails(rule) {
+  const shown = ['id', 'action', 'description', rule.description ? null : 'message'];
+  const order = ['when', 'unless', 'approval', 'approvers', 'message', 'hint', 'origin'];
+  const keys = Object.keys(rule).filter((k) => !shown.includes(k) && !blankValue(rule[k]))
+    .sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
+  return h('ul', { class: 'kv' }, keys.map((k) =>
+    h('li', {}, h('span', { class: 'kv-key' }, `${k} `), typeof rule[k] === 'object' ? compact(rule[k]) : String(rule[k]))));
+}
+
+function blankValue(v) {
+  return v === null || v === undefined || v === '' || (typeof v === 'object' && !compact(v));
 }
 
 function explainForm(el) {
