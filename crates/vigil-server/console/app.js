@@ -632,6 +632,7 @@ function requestCard(request) {
       outcome.textContent = message;
       refreshCard(card, r);
       card.classList.add('decided');
+      api('/approvals?state=pending').then((x) => setPending((x.requests || []).length)).catch(() => {});
       announce(message);
       setTimeout(() => { card.dataset.acted = ''; }, 8000);
     } catch (error) {
