@@ -51,21 +51,6 @@ pub trait Store: Send {
     /// All checkpoints (both kinds), ascending by seq.
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
 
-    /// The highest seq the search index covers, for stores that build it after the
-    /// commit; `None` when every record is indexed as it is appended. `verify` checks
-    /// index entries only up to here (later ones are built from the records later).
-    fn indexed_through(&self) -> Result<Option<u64>, StoreError> {
-        Ok(None)
-    }
-
-    /// Indexes up to `max` more records for search (stores that index after the commit);
-    /// returns how many records are still not indexed. The writer calls this when idle
-    /// or when the index falls too far behind.
-    fn catch_up_index(&mut self, max: usize) -> Result<u64, StoreError> {
-        let _ = max;
-        Ok(0)
-    }
-
     /// Closes this segment and continues in a new, empty one at `to` whose chain starts at
     /// the current tail. Returns that start.
     fn rotate(&mut self, to: &str) -> Result<Tail, StoreError> {

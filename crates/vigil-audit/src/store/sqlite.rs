@@ -4,10 +4,6 @@
 //! power loss; group commit in the writer keeps that to one fsync per batch. Search columns
 //! and the `audit_relations` table are copies of facts inside each record's hashed text;
 //! `verify` checks that they still agree with it.
-//!
-//! A commit writes one row per record into `audit_events`, whose only index is its
-//! primary key: that is all a commit needs. The search index (`audit_search` with its
-//! indexes, and `audit_relations`) is built behind it, see [`index`](super::sqlite_index).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,12 +15,10 @@ use crate::chain::{ChainHash, StoredEvent, Tail};
 use crate::checkpoint::{Checkpoint, CheckpointKind};
 use crate::clock;
 use crate::error::StoreError;
-use crate::event::IndexFields;
+use crate::event::{relation_name, IndexFields};
 
 const FORMAT: &str = "vigil-audit";
-/// Schema 2 moved the search indexes off `audit_events` into tables built after the
-/// commit; a schema 1 file is converted when it is opened (see `upgrade`).
-const SCHEMA: &str = "2";
+const SCHEMA: &str = "1";
 
 const SCHEMA_SQL: &str = "
 CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,17 +35,10 @@ CREATE TABLE IF NOT EXISTS audit_events (
     hash        BLOB NOT NULL,
     record      TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS audit_search (
-    seq         INTEGER PRIMARY KEY,
-    time        TEXT NOT NULL,
-    session_id  INTEGER,
-    identity    TEXT,
-    fingerprint TEXT
-);
-CREATE INDEX IF NOT EXISTS audit_search_identity ON audit_search (identity, seq);
-CREATE INDEX IF NOT EXISTS audit_search_fingerprint ON audit_search (fingerprint, seq);
-CREATE INDEX IF NOT EXISTS audit_search_session ON audit_search (session_id, seq);
-CREATE INDEX IF NOT EXISTS audit_search_time ON audit_search (time);
+CREATE INDEX IF NOT EXISTS audit_events_identity ON audit_events (identity, seq);
+CREATE INDEX IF NOT EXISTS audit_events_fingerprint ON audit_events (fingerprint, seq);
+CREATE INDEX IF NOT EXISTS audit_events_session ON audit_events (session_id, seq);
+CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time);
 CREATE TABLE IF NOT EXISTS audit_relations (
     seq  INTEGER NOT NULL,
     name TEXT NOT NULL,
@@ -71,36 +58,9 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 ";
 
-/// Schema 1 indexed `audit_events` directly, at every commit.
-const UPGRADE_FROM_1: &str = "
-DROP INDEX IF EXISTS audit_events_identity;
-DROP INDEX IF EXISTS audit_events_fingerprint;
-DROP INDEX IF EXISTS audit_events_session;
-DROP INDEX IF EXISTS audit_events_time;
-DELETE FROM audit_relations;
-UPDATE audit_meta SET value = '2' WHERE key = 'schema';
-";
-
-/// The columns of a [`StoredEvent`], from `audit_events e` joined with `audit_search s`
-/// and the index watermark `w`. For an indexed record, a search column whose copy in the
-/// index differs is read as a value no hashed text yields (NUL), so `verify` reports the
-/// record as modified. Relations come from the index; unindexed records have none yet
-/// (`verify` skips them there, see `Store::indexed_through`).
-const EVENT_COLUMNS: &str = "e.seq, \
-    CASE WHEN e.seq <= w.v AND s.time IS NOT e.time THEN char(0) ELSE e.time END, \
-    e.kind, \
-    CASE WHEN e.seq <= w.v AND s.session_id IS NOT e.session_id THEN -1 ELSE e.session_id END, \
-    CASE WHEN e.seq <= w.v AND s.identity IS NOT e.identity THEN char(0) ELSE e.identity END, \
-    e.database, e.decision, \
-    CASE WHEN e.seq <= w.v AND s.fingerprint IS NOT e.fingerprint THEN char(0) \
-         ELSE e.fingerprint END, \
-    e.prev_hash, e.hash, e.record, \
+const EVENT_COLUMNS: &str = "e.seq, e.time, e.kind, e.session_id, e.identity, e.database, \
+    e.decision, e.fingerprint, e.prev_hash, e.hash, e.record, \
     (SELECT group_concat(r.name, char(10)) FROM audit_relations r WHERE r.seq = e.seq)";
-
-/// What [`EVENT_COLUMNS`] reads from.
-const EVENT_FROM: &str = "audit_events e LEFT JOIN audit_search s ON s.seq = e.seq \
-    CROSS JOIN (SELECT coalesce((SELECT CAST(value AS INTEGER) FROM audit_meta \
-    WHERE key = 'indexed_seq'), 0) AS v) w";
 
 /// How the SQLite store waits and opens.
 #[derive(Clone, Debug)]
@@ -245,17 +205,6 @@ impl SqliteStore {
             )
             .map_err(self.err())?;
         }
-        if meta(&tx, "schema").map_err(self.err())?.as_deref() == Some("1") {
-            // The index is rebuilt from the records by the next catch-up.
-            tx.execute_batch(UPGRADE_FROM_1).map_err(self.err())?;
-        }
-        // Nothing indexed yet: the segment's start (also for an upgraded file).
-        tx.execute(
-            "INSERT OR IGNORE INTO audit_meta (key, value) \
-             SELECT 'indexed_seq', value FROM audit_meta WHERE key = 'start_seq'",
-            [],
-        )
-        .map_err(self.err())?;
         tx.commit().map_err(self.err())?;
         let format = meta(&conn, "format").map_err(self.err())?;
         let schema = meta(&conn, "schema").map_err(self.err())?;
@@ -292,13 +241,6 @@ fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
         r.get(0)
     })
     .optional()
-}
-
-/// Where the segment's chain begins, from `audit_meta`; `None` if that is malformed.
-fn start_of(conn: &Connection) -> rusqlite::Result<Option<Tail>> {
-    let seq = meta(conn, "start_seq")?.and_then(|s| s.parse().ok());
-    let hash = meta(conn, "start_hash")?.and_then(|h| ChainHash::from_hex(&h));
-    Ok(seq.zip(hash).map(|(seq, hash)| Tail { seq, hash }))
 }
 
 fn hash_from_blob(blob: &[u8]) -> ChainHash {
@@ -345,9 +287,15 @@ impl Store for SqliteStore {
     }
 
     fn start(&self) -> Result<Tail, StoreError> {
-        start_of(self.conn()?).map_err(self.err())?.ok_or_else(|| {
-            self.incompatible("audit_meta start_seq/start_hash missing or malformed")
-        })
+        let conn = self.conn()?;
+        let seq = meta(conn, "start_seq").map_err(self.err())?;
+        let hash = meta(conn, "start_hash").map_err(self.err())?;
+        let seq = seq.and_then(|s| s.parse().ok());
+        let hash = hash.and_then(|h| ChainHash::from_hex(&h));
+        match (seq, hash) {
+            (Some(seq), Some(hash)) => Ok(Tail { seq, hash }),
+            _ => Err(self.incompatible("audit_meta start_seq/start_hash missing or malformed")),
+        }
     }
 
     fn tail(&self) -> Result<Tail, StoreError> {
@@ -371,6 +319,7 @@ impl Store for SqliteStore {
         events: &[StoredEvent],
         checkpoints: &[Checkpoint],
     ) -> Result<(), StoreError> {
+        let tail = self.tail()?;
         let location = self.location();
         let err = |source| StoreError::Sqlite {
             location: location.clone(),
@@ -385,22 +334,17 @@ impl Store for SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
         let current: Option<(i64, Vec<u8>)> = tx
-            .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .and_then(|mut stmt| stmt.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .query_row(
+                "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(err)?;
-        let current = match current {
-            Some((seq, hash)) => Tail {
-                seq: to_u64(seq),
-                hash: hash_from_blob(&hash),
-            },
-            None => start_of(&tx)
-                .map_err(err)?
-                .ok_or_else(|| StoreError::Incompatible {
-                    location: location.clone(),
-                    reason: "audit_meta start_seq/start_hash missing or malformed".into(),
-                })?,
-        };
+        let current = current.map_or(tail, |(seq, hash)| Tail {
+            seq: to_u64(seq),
+            hash: hash_from_blob(&hash),
+        });
         if let Some(first) = events.first() {
             if first.seq != current.seq + 1 || first.prev_hash != current.hash {
                 return Err(StoreError::TailMoved {
@@ -416,6 +360,11 @@ impl Store for SqliteStore {
                     "INSERT INTO audit_events (seq, time, kind, session_id, identity, database, \
                      decision, fingerprint, prev_hash, hash, record) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(err)?;
+            let mut insert_relation = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO audit_relations (seq, name, tbl) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(err)?;
             for e in events {
@@ -434,6 +383,13 @@ impl Store for SqliteStore {
                         e.canonical,
                     ])
                     .map_err(err)?;
+                for name in &e.index.relations {
+                    let name = relation_name(name);
+                    let table = name.rsplit_once('.').map_or(name, |(_, t)| t);
+                    insert_relation
+                        .execute(params![i64_of(e.seq), name, table])
+                        .map_err(err)?;
+                }
             }
             let mut insert_checkpoint = tx
                 .prepare_cached(
@@ -486,13 +442,14 @@ impl Store for SqliteStore {
 
     fn scan(&self, from: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.seq >= ?1 ORDER BY e.seq LIMIT ?2"
+            "SELECT {EVENT_COLUMNS} FROM audit_events e WHERE e.seq >= ?1 ORDER BY e.seq LIMIT ?2"
         );
         self.query_events(&sql, &[i64_of(from).into(), i64_of(limit as u64).into()])
     }
 
     fn last(&self, n: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} ORDER BY e.seq DESC LIMIT ?1");
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM audit_events e ORDER BY e.seq DESC LIMIT ?1");
         let mut rows = self.query_events(&sql, &[i64_of(n as u64).into()])?;
         rows.reverse();
         Ok(rows)
@@ -500,22 +457,19 @@ impl Store for SqliteStore {
 
     fn search(&self, filter: &SearchFilter) -> Result<Vec<StoredEvent>, StoreError> {
         use rusqlite::types::Value as V;
-        // The index must cover every record before it can answer.
-        self.catch_up(usize::MAX)?;
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE 1 = 1");
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM audit_events e WHERE 1 = 1");
         let mut args: Vec<V> = Vec::new();
         let mut text = |column: &str, value: &Option<String>, sql: &mut String| {
             if let Some(v) = value {
                 args.push(V::Text(v.clone()));
-                sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+                sql.push_str(&format!(" AND e.{column} = ?{}", args.len()));
             }
         };
-        // Columns `audit_search` indexes are matched there, so SQLite uses its indexes.
-        text("s.identity", &filter.identity, &mut sql);
-        text("e.database", &filter.database, &mut sql);
-        text("e.decision", &filter.decision, &mut sql);
-        text("s.fingerprint", &filter.fingerprint, &mut sql);
-        text("e.kind", &filter.kind, &mut sql);
+        text("identity", &filter.identity, &mut sql);
+        text("database", &filter.database, &mut sql);
+        text("decision", &filter.decision, &mut sql);
+        text("fingerprint", &filter.fingerprint, &mut sql);
+        text("kind", &filter.kind, &mut sql);
         if let Some(table) = &filter.table {
             args.push(V::Text(table.clone()));
             let n = args.len();
@@ -525,15 +479,15 @@ impl Store for SqliteStore {
         }
         if let Some(id) = filter.session_id {
             args.push(V::Integer(i64_of(id)));
-            sql.push_str(&format!(" AND s.session_id = ?{}", args.len()));
+            sql.push_str(&format!(" AND e.session_id = ?{}", args.len()));
         }
         if let Some(since) = filter.since {
             args.push(V::Text(clock::format(since)));
-            sql.push_str(&format!(" AND s.time >= ?{}", args.len()));
+            sql.push_str(&format!(" AND e.time >= ?{}", args.len()));
         }
         if let Some(until) = filter.until {
             args.push(V::Text(clock::format(until)));
-            sql.push_str(&format!(" AND s.time < ?{}", args.len()));
+            sql.push_str(&format!(" AND e.time < ?{}", args.len()));
         }
         if let Some(after) = filter.after_seq {
             args.push(V::Integer(i64_of(after)));
@@ -576,14 +530,6 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
 
-    fn indexed_through(&self) -> Result<Option<u64>, StoreError> {
-        self.index_watermark().map(Some)
-    }
-
-    fn catch_up_index(&mut self, max: usize) -> Result<u64, StoreError> {
-        self.catch_up(max)
-    }
-
     fn rotate(&mut self, to: &str) -> Result<Tail, StoreError> {
         let start = self.tail()?;
         let next = SqliteStore::create_segment(Path::new(to), start, self.options.clone())?;
@@ -591,9 +537,6 @@ impl Store for SqliteStore {
         Ok(start)
     }
 }
-
-#[path = "sqlite_index.rs"]
-mod index;
 
 #[cfg(test)]
 #[path = "sqlite_tests.rs"]

@@ -281,9 +281,6 @@ impl Walk<'_> {
             }
         }
         self.check_start(store, start, previous_end, start_vouched);
-        // Index entries of later records do not exist yet; they will be built from the
-        // records themselves, so there is nothing there to check.
-        let indexed = store.indexed_through()?.unwrap_or(u64::MAX);
 
         let mut prev = start;
         let mut matched_checkpoint = start.seq;
@@ -300,7 +297,7 @@ impl Walk<'_> {
                     });
                     continue;
                 }
-                self.row(row, &prev, row.seq <= indexed);
+                self.row(row, &prev);
                 prev = Tail {
                     seq: row.seq,
                     hash: row.hash,
@@ -395,7 +392,7 @@ impl Walk<'_> {
     }
 
     /// Checks one record against its own hash, its position and its predecessor.
-    fn row(&mut self, row: &StoredEvent, prev: &Tail, indexed: bool) {
+    fn row(&mut self, row: &StoredEvent, prev: &Tail) {
         if self.report.first_seq.is_none() {
             self.report.first_seq = Some(row.seq);
         }
@@ -422,7 +419,7 @@ impl Walk<'_> {
         if link(&env.prev_hash, &row.canonical) != row.hash {
             changed.push("its content does not match its hash".to_owned());
         }
-        changed.extend(column_mismatches(row, &env, indexed));
+        changed.extend(column_mismatches(row, &env));
         if !changed.is_empty() {
             self.report.problem(Problem::Modified {
                 seq: row.seq,
@@ -445,8 +442,7 @@ impl Walk<'_> {
 }
 
 /// Store columns that no longer agree with the hashed text.
-/// `indexed`: the record's relations are in the search index (checked only then).
-fn column_mismatches(row: &StoredEvent, env: &Envelope, indexed: bool) -> Vec<String> {
+fn column_mismatches(row: &StoredEvent, env: &Envelope) -> Vec<String> {
     let mut out = Vec::new();
     let mut check = |name: &str, same: bool| {
         if !same {
@@ -462,9 +458,7 @@ fn column_mismatches(row: &StoredEvent, env: &Envelope, indexed: bool) -> Vec<St
     check("database", row.index.database == index.database);
     check("decision", row.index.decision == index.decision);
     check("fingerprint", row.index.fingerprint == index.fingerprint);
-    if indexed {
-        check("relations", row.index.relations == index.relations);
-    }
+    check("relations", row.index.relations == index.relations);
     out
 }
 

@@ -175,6 +175,8 @@ struct Shared {
     durability: Durability,
     queue: Arc<queue::Queue>,
     permits: Arc<Semaphore>,
+    /// The permits there are: `queue_capacity`.
+    capacity: usize,
     health: Arc<Health>,
 }
 
@@ -240,7 +242,8 @@ impl AuditLog {
             counters: Counters::default(),
         });
         let queue = Arc::new(queue::Queue::default());
-        let permits = Arc::new(Semaphore::new(options.queue_capacity.max(1)));
+        let capacity = options.queue_capacity.max(1);
+        let permits = Arc::new(Semaphore::new(capacity));
         let durability = options.durability;
         thread::spawn(store, signer, options, Arc::clone(&queue), health.clone())?;
         Ok(AuditLog {
@@ -248,6 +251,7 @@ impl AuditLog {
                 durability,
                 queue,
                 permits,
+                capacity,
                 health,
             })),
         })
@@ -278,6 +282,14 @@ impl AuditLog {
             failed_events: c.failed_events.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
         }
+    }
+
+    /// Events appended and not yet committed (each holds a place in the
+    /// queue until its batch is committed or fails).
+    pub fn queued(&self) -> usize {
+        self.shared.as_ref().map_or(0, |s| {
+            s.capacity.saturating_sub(s.permits.available_permits())
+        })
     }
 
     /// Records `event`. See [`Durability`] for when this resolves. An `Err` means the event

@@ -164,6 +164,7 @@ async fn fast_mode_queues_refuses_while_broken_and_heals_when_idle() {
     }
     log.sync().await.unwrap();
     assert_eq!(log.stats().events, 5);
+    assert_eq!(log.queued(), 0, "committed events leave the queue");
 
     let blocker = Connection::open(&path).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();

@@ -43,15 +43,6 @@ pub(super) fn spawn(
 /// Shortest pause between idle probes of a failing store.
 const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
-/// The search index is built after the commits (see the store's `catch_up_index`): when
-/// the writer has had nothing to do for this long, ...
-const INDEX_WHEN_IDLE: Duration = Duration::from_millis(500);
-/// ... or, under sustained load, once this many records wait for it, so a search never
-/// has more than about this many to index first.
-const INDEX_MAX_LAG: u64 = 50_000;
-/// Records indexed per step: a commit queued meanwhile waits for at most one step.
-const INDEX_STEP: usize = 2000;
-
 type Waiter = (
     PreparedEvent,
     Option<oneshot::Sender<Result<Receipt>>>,
@@ -78,10 +69,6 @@ struct Writer {
     last_attempt: Option<Instant>,
     /// Events nothing waits for whose commit failed, for the next commit.
     unsent: Vec<Waiter>,
-    /// Records committed but not yet in the search index, and when the writer last had
-    /// work to do (the index is built when it has none).
-    index_lag: u64,
-    last_busy: Instant,
 }
 
 enum Flow {
@@ -125,10 +112,7 @@ impl Writer {
             broken: false,
             last_attempt: None,
             unsent: Vec::new(),
-            index_lag: 0,
-            last_busy: Instant::now(),
         };
-        writer.index_lag = writer.store.catch_up_index(0)?;
         let has_start = checkpoints
             .iter()
             .any(|c| c.kind == CheckpointKind::SegmentStart && c.seq == start.seq);
@@ -155,7 +139,6 @@ impl Writer {
             };
             match queue.recv(wait, held_since.is_some()) {
                 Received::Command(command) => {
-                    self.last_busy = Instant::now();
                     let batch = self.gather(command, queue);
                     let only_background = batch
                         .iter()
@@ -336,10 +319,6 @@ impl Writer {
                     c.events.fetch_add(n, Ordering::Relaxed);
                     c.commits.fetch_add(1, Ordering::Relaxed);
                     self.after_commit(&checkpoints);
-                    self.index_lag += n;
-                    if self.index_lag > INDEX_MAX_LAG {
-                        self.catch_up_index();
-                    }
                     return Ok(sealed);
                 }
                 Err(StoreError::TailMoved { .. }) => {
@@ -369,20 +348,6 @@ impl Writer {
             reason: format!("tail kept moving under {ATTEMPTS} attempts to append"),
         });
         Err(())
-    }
-
-    /// Indexes the next step of committed records for search. A failure here loses
-    /// nothing (the records are committed; a search indexes them itself), so it is only
-    /// logged, and the writer stops trying until more records arrive.
-    fn catch_up_index(&mut self) {
-        match self.store.catch_up_index(INDEX_STEP) {
-            Ok(left) => self.index_lag = left,
-            Err(e) => {
-                tracing::warn!(store = %self.store.location(), error = %e,
-                    "audit search index not updated; searches will index the records first");
-                self.index_lag = 0;
-            }
-        }
     }
 
     /// Whether the store may be written now; reopens it first after a failure.
@@ -503,8 +468,6 @@ impl Writer {
         let start = self.store.rotate(to)?;
         self.start = start;
         self.tail = start;
-        // What the old segment still lacks is indexed when it is searched.
-        self.index_lag = 0;
         self.unsigned = 0;
         self.unsigned_since = None;
         self.sign(CheckpointKind::SegmentStart, start);
@@ -524,8 +487,6 @@ impl Writer {
             consider(every.saturating_sub(since));
         } else if !self.pending.is_empty() {
             consider(Duration::ZERO);
-        } else if self.index_lag > 0 {
-            consider(INDEX_WHEN_IDLE.saturating_sub(self.last_busy.elapsed()));
         }
         if let (Some(_), Some(interval), Some(since)) = (
             &self.signer,
@@ -558,8 +519,6 @@ impl Writer {
             self.commit(Vec::new());
         } else if !self.pending.is_empty() {
             let _ = self.write_pending();
-        } else if self.index_lag > 0 && self.last_busy.elapsed() >= INDEX_WHEN_IDLE {
-            self.catch_up_index();
         }
     }
 

@@ -108,7 +108,7 @@ pub(super) async fn prometheus(Shared(state): Shared<Arc<State>>, headers: Heade
         sessions: state.sessions.count() as u64,
         approvals_pending: state.approvals.list(Some(RequestState::Pending)).len() as u64,
         audit: audit.stats(),
-        audit_queued: 0,
+        audit_queued: audit.queued() as u64,
         audit_healthy: audit.healthy(),
         audit_enabled: audit.durability() != vigil_audit::Durability::Off,
     };
