@@ -192,7 +192,10 @@ mod tests {
         drop(a);
         assert_eq!(registry.count(), 1);
         assert!(registry.get(1).is_none());
-        assert_eq!(registry.get(2).map(|s| s.database.clone()), Some("demo".into()));
+        assert_eq!(
+            registry.get(2).map(|s| s.database.clone()),
+            Some("demo".into())
+        );
         drop(b);
         assert!(registry.list().is_empty());
     }

@@ -340,28 +340,86 @@ impl Metrics {
         );
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let counters: [(&str, &str, u64); 9] = [
-            ("vigil_masked_values_total", "Values masked in results.", load(&self.masked_values)),
-            ("vigil_auth_failures_total", "Failed logins (proxy and admin API).", load(&self.auth_failures)),
-            ("vigil_upstream_connection_errors_total", "Upstream connections that could not be opened.", load(&self.upstream_errors)),
-            ("vigil_sessions_total", "Sessions that got through authentication.", load(&self.sessions_total)),
-            ("vigil_audit_events_total", "Audit events committed.", gauges.audit.events),
-            ("vigil_audit_commits_total", "Audit store transactions that carried events.", gauges.audit.commits),
-            ("vigil_audit_failed_batches_total", "Audit commits that failed.", gauges.audit.failed_batches),
-            ("vigil_audit_failed_events_total", "Audit events refused or dropped because the store was failing.", gauges.audit.failed_events),
-            ("vigil_audit_checkpoints_total", "Signed checkpoints committed.", gauges.audit.checkpoints),
+            (
+                "vigil_masked_values_total",
+                "Values masked in results.",
+                load(&self.masked_values),
+            ),
+            (
+                "vigil_auth_failures_total",
+                "Failed logins (proxy and admin API).",
+                load(&self.auth_failures),
+            ),
+            (
+                "vigil_upstream_connection_errors_total",
+                "Upstream connections that could not be opened.",
+                load(&self.upstream_errors),
+            ),
+            (
+                "vigil_sessions_total",
+                "Sessions that got through authentication.",
+                load(&self.sessions_total),
+            ),
+            (
+                "vigil_audit_events_total",
+                "Audit events committed.",
+                gauges.audit.events,
+            ),
+            (
+                "vigil_audit_commits_total",
+                "Audit store transactions that carried events.",
+                gauges.audit.commits,
+            ),
+            (
+                "vigil_audit_failed_batches_total",
+                "Audit commits that failed.",
+                gauges.audit.failed_batches,
+            ),
+            (
+                "vigil_audit_failed_events_total",
+                "Audit events refused or dropped because the store was failing.",
+                gauges.audit.failed_events,
+            ),
+            (
+                "vigil_audit_checkpoints_total",
+                "Signed checkpoints committed.",
+                gauges.audit.checkpoints,
+            ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
         }
         let gauge_values: [(&str, &str, u64); 5] = [
             ("vigil_sessions", "Sessions open now.", gauges.sessions),
-            ("vigil_approvals_pending", "Approval requests waiting for a decision.", gauges.approvals_pending),
-            ("vigil_audit_queue_depth", "Audit events appended but not yet committed.", gauges.audit_queued),
-            ("vigil_audit_healthy", "1 while the audit store accepts commits (or audit is off).", u64::from(gauges.audit_healthy || !gauges.audit_enabled)),
-            ("vigil_uptime_seconds", "Seconds since Vigil started.", self.uptime().as_secs()),
+            (
+                "vigil_approvals_pending",
+                "Approval requests waiting for a decision.",
+                gauges.approvals_pending,
+            ),
+            (
+                "vigil_audit_queue_depth",
+                "Audit events appended but not yet committed.",
+                gauges.audit_queued,
+            ),
+            (
+                "vigil_audit_healthy",
+                "1 while the audit store accepts commits (or audit is off).",
+                u64::from(gauges.audit_healthy || !gauges.audit_enabled),
+            ),
+            (
+                "vigil_uptime_seconds",
+                "Seconds since Vigil started.",
+                self.uptime().as_secs(),
+            ),
         ];
         for (name, help, value) in gauge_values {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         }
         out
     }
@@ -411,7 +469,10 @@ mod tests {
             vec![("agent".to_owned(), 2), ("alice".to_owned(), 2)]
         );
         let top = m.top_fingerprints(1);
-        assert_eq!((top[0].0.as_str(), &*top[0].1, top[0].2), ("f1", "SELECT 1", 4));
+        assert_eq!(
+            (top[0].0.as_str(), &*top[0].1, top[0].2),
+            ("f1", "SELECT 1", 4)
+        );
     }
 
     #[test]

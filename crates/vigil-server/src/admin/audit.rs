@@ -198,10 +198,9 @@ fn completion_of(store: &dyn Store, event: &StoredEvent) -> Result<Option<Stored
         return Ok(None);
     }
     let body = record_json(event)["body"].clone();
-    let (Some(session), Some(statement)) = (
-        body["session_id"].as_u64(),
-        body["statement_seq"].as_u64(),
-    ) else {
+    let (Some(session), Some(statement)) =
+        (body["session_id"].as_u64(), body["statement_seq"].as_u64())
+    else {
         return Ok(None);
     };
     let filter = SearchFilter {

@@ -26,9 +26,10 @@ fn rule_json(rule: &Rule) -> Value {
         .into_iter()
         .map(|(name, value)| (name.to_owned(), Value::String(value)))
         .collect();
-    let approvers = rule.approvers.as_ref().map(|a| {
-        json!({ "identities": a.identities, "groups": a.groups, "count": a.count })
-    });
+    let approvers = rule
+        .approvers
+        .as_ref()
+        .map(|a| json!({ "identities": a.identities, "groups": a.groups, "count": a.count }));
     json!({
         "id": &*rule.id,
         "action": rule.action.as_str(),
@@ -101,7 +102,10 @@ pub(super) async fn explain(
         .at_least(Role::Viewer)?;
     let ask: ExplainBody = body(&bytes)?;
     if ask.sql.trim().is_empty() {
-        return Err(error(StatusCode::BAD_REQUEST, "give sql, identity and database"));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "give sql, identity and database",
+        ));
     }
     if ask.sql.len() > MAX_EXPLAIN_BYTES {
         return Err(error(

@@ -60,9 +60,12 @@ pub(super) async fn show(
     caller(&state, &headers, None)
         .await?
         .at_least(Role::Viewer)?;
-    let id: u64 = id
-        .parse()
-        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{id:?} is not a session id")))?;
+    let id: u64 = id.parse().map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not a session id"),
+        )
+    })?;
     let live = state.sessions.get(id).map(|s| session_json(&s));
     let audit_off = state.audit.durability() == vigil_audit::Durability::Off;
     let events = match audit_off {

@@ -114,7 +114,10 @@ pub(super) async fn prometheus(Shared(state): Shared<Arc<State>>, headers: Heade
     };
     let body = state.metrics.render(&gauges);
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response())

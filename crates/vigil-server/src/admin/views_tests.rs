@@ -108,7 +108,13 @@ async fn raw(
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn statement(session: u64, n: u64, identity: &str, text: &str, decision: AuditDecision) -> AuditEvent {
+fn statement(
+    session: u64,
+    n: u64,
+    identity: &str,
+    text: &str,
+    decision: AuditDecision,
+) -> AuditEvent {
     AuditEvent::Statement(Statement {
         session_id: session,
         statement_seq: n,
@@ -215,7 +221,10 @@ async fn sessions_are_listed_while_open_with_their_last_statement() {
         application_name: Some("psql".into()),
     });
     let held = state.sessions.register(42, identity, "prod");
-    let analysis = state.analyzer.analyze("SELECT count(*) FROM users").unwrap();
+    let analysis = state
+        .analyzer
+        .analyze("SELECT count(*) FROM users")
+        .unwrap();
     held.session().ran(&analysis, false);
     let (status, body) = get(&state, "/api/v1/sessions").await;
     assert_eq!(status, StatusCode::OK);
@@ -248,7 +257,11 @@ async fn audit_search_pages_newest_first_with_the_clis_filters() {
     let mut events = Vec::new();
     for n in 1..=5 {
         let who = if n % 2 == 0 { "agent" } else { "bob" };
-        let decision = if n == 4 { AuditDecision::Deny } else { AuditDecision::Allow };
+        let decision = if n == 4 {
+            AuditDecision::Deny
+        } else {
+            AuditDecision::Allow
+        };
         events.push(statement(7, n, who, &format!("SELECT {n}"), decision));
     }
     record(&state, events).await;
@@ -341,7 +354,10 @@ async fn audit_reads_say_so_when_audit_is_off() {
     for path in ["/api/v1/audit", "/api/v1/audit/1", "/api/v1/audit/verify"] {
         let (status, body) = get(&state, path).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
-        assert!(body["error"].as_str().unwrap().contains("audit is off"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("audit is off"),
+            "{body}"
+        );
     }
 }
 
@@ -361,25 +377,55 @@ async fn the_policy_lists_rules_with_their_conditions_and_explains_sql() {
     assert!(rules.iter().any(|r| r["id"] == "guardrail.drop"), "{body}");
     assert_eq!(body["databases"][0]["labels"]["environment"], "production");
     let identity = &body["identities"][1];
-    assert_eq!((identity["name"].as_str(), identity["kind"].as_str()), (Some("agent"), Some("agent")));
+    assert_eq!(
+        (identity["name"].as_str(), identity["kind"].as_str()),
+        (Some("agent"), Some("agent"))
+    );
     assert!(!body.to_string().contains("SCRAM-SHA-256"), "no verifiers");
 
     let ask = |sql: &str, who: &str| {
         json!({ "sql": sql, "identity": who, "database": "prod" }).to_string()
     };
-    let (status, body) = send(&state, "POST", "/api/v1/policy/explain", &ask("DELETE FROM users WHERE id = 1", "agent")).await;
+    let (status, body) = send(
+        &state,
+        "POST",
+        "/api/v1/policy/explain",
+        &ask("DELETE FROM users WHERE id = 1", "agent"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["decision"], "deny");
     assert_eq!(body["rule"], "agents-read-only");
     let text = body["explain"].as_str().unwrap();
-    assert!(text.starts_with("identity agent on database prod\n"), "{text}");
+    assert!(
+        text.starts_with("identity agent on database prod\n"),
+        "{text}"
+    );
     assert!(text.contains("class:       write"), "{text}");
-    let (_, body) = send(&state, "POST", "/api/v1/policy/explain", &ask("SELECT 1", "bob")).await;
+    let (_, body) = send(
+        &state,
+        "POST",
+        "/api/v1/policy/explain",
+        &ask("SELECT 1", "bob"),
+    )
+    .await;
     assert_eq!(body["decision"], "allow");
-    let (_, body) = send(&state, "POST", "/api/v1/policy/explain", &ask("SELEC 1", "bob")).await;
+    let (_, body) = send(
+        &state,
+        "POST",
+        "/api/v1/policy/explain",
+        &ask("SELEC 1", "bob"),
+    )
+    .await;
     assert_eq!(body["decision"], "deny");
     assert_eq!(body["rule"], "vigil.unreadable");
-    let (status, _) = send(&state, "POST", "/api/v1/policy/explain", &ask("SELECT 1", "mallory")).await;
+    let (status, _) = send(
+        &state,
+        "POST",
+        "/api/v1/policy/explain",
+        &ask("SELECT 1", "mallory"),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = send(&state, "POST", "/api/v1/policy/explain", r#"{"sql":"x"}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -396,25 +442,40 @@ async fn overview_and_metrics_count_what_the_gate_tallied() {
         fingerprint: "abc",
         text: "DELETE FROM users WHERE id = $1",
     };
-    state.metrics.statement(&counted("agent", vigil_policy::Action::Deny));
-    state.metrics.statement(&counted("agent", vigil_policy::Action::Deny));
-    state.metrics.statement(&counted("bob", vigil_policy::Action::Allow));
+    state
+        .metrics
+        .statement(&counted("agent", vigil_policy::Action::Deny));
+    state
+        .metrics
+        .statement(&counted("agent", vigil_policy::Action::Deny));
+    state
+        .metrics
+        .statement(&counted("bob", vigil_policy::Action::Allow));
     let (status, body) = get(&state, "/api/v1/overview").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["statements_total"], 3);
     assert_eq!(body["by_decision"]["deny"], 2);
     assert_eq!(body["rate"].as_array().unwrap().len(), 60);
     let last = &body["rate"][59];
-    assert!(last["deny"].as_u64().unwrap() + body["rate"][58]["deny"].as_u64().unwrap() >= 2, "{body}");
+    assert!(
+        last["deny"].as_u64().unwrap() + body["rate"][58]["deny"].as_u64().unwrap() >= 2,
+        "{body}"
+    );
     assert_eq!(body["top_identities"][0]["identity"], "agent");
-    assert_eq!(body["top_fingerprints"][0]["text"], "DELETE FROM users WHERE id = $1");
+    assert_eq!(
+        body["top_fingerprints"][0]["text"],
+        "DELETE FROM users WHERE id = $1"
+    );
     assert_eq!(body["audit"]["mode"], "off");
 
     let (status, text) = raw(&state, "GET", "/metrics", Some(VIEWER), "").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(text.contains(
-        "vigil_statements_total{database=\"prod\",class=\"write\",decision=\"deny\"} 2"
-    ), "{text}");
+    assert!(
+        text.contains(
+            "vigil_statements_total{database=\"prod\",class=\"write\",decision=\"deny\"} 2"
+        ),
+        "{text}"
+    );
     for name in [
         "vigil_added_latency_seconds_bucket",
         "vigil_upstream_latency_seconds_count",

@@ -178,7 +178,10 @@ async fn establish(
     let tls = upstream::tls_target(db, snapshot.connectors.get(&db.name));
     let connected = upstream::connect(db, tls.as_ref(), &startup.forwarded).await;
     if connected.is_err() {
-        state.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        state
+            .metrics
+            .upstream_errors
+            .fetch_add(1, Ordering::Relaxed);
     }
     let upstream = connected.map_err(|e: UpstreamError| SessionError::Upstream {
         database: db.name.clone(),

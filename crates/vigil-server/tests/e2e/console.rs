@@ -39,7 +39,12 @@ sha256 = "{}"
 
 fn get(proxy: &Proxy, path: &str) -> Value {
     let auth = format!("Bearer {VIEWER_TOKEN}");
-    let (status, body) = http("GET", &format!("{}{path}", proxy.admin_url()), Some(&auth), None);
+    let (status, body) = http(
+        "GET",
+        &format!("{}{path}", proxy.admin_url()),
+        Some(&auth),
+        None,
+    );
     assert_eq!(status, 200, "GET {path}: {body}");
     body
 }
@@ -71,10 +76,16 @@ async fn metrics_sessions_and_audit_follow_what_clients_run() {
 
     let alice = proxy.connect("alice", ALICE_PASSWORD).await;
     for _ in 0..3 {
-        let rows = alice.query("SELECT id FROM items ORDER BY id", &[]).await.unwrap();
+        let rows = alice
+            .query("SELECT id FROM items ORDER BY id", &[])
+            .await
+            .unwrap();
         assert_eq!(rows.len(), 2);
     }
-    alice.simple_query("SELECT count(*) FROM items").await.unwrap();
+    alice
+        .simple_query("SELECT count(*) FROM items")
+        .await
+        .unwrap();
     let agent = proxy.connect("agent", AGENT_PASSWORD).await;
     let refused = agent.simple_query("DELETE FROM items").await.unwrap_err();
     assert_eq!(refused.code().map(|c| c.code()), Some("42501"));
@@ -91,13 +102,20 @@ async fn metrics_sessions_and_audit_follow_what_clients_run() {
     assert_eq!(value(&after, denied), 1.0, "{after}");
     assert_eq!(value(&after, "vigil_sessions"), 2.0);
     assert!(value(&after, "vigil_auth_failures_total") >= 1.0);
-    assert!(value(&after, "vigil_upstream_latency_seconds_count") >= 4.0, "{after}");
-    assert!(value(&after, "vigil_added_latency_seconds_count") >= 5.0, "{after}");
-    // Strict audit: every statement waited for its commit.
-    assert!(value(&after, "vigil_audit_commit_seconds_count") >= 5.0, "{after}");
     assert!(
-        value(&after, "vigil_audit_events_total") > value(&before, "vigil_audit_events_total")
+        value(&after, "vigil_upstream_latency_seconds_count") >= 4.0,
+        "{after}"
     );
+    assert!(
+        value(&after, "vigil_added_latency_seconds_count") >= 5.0,
+        "{after}"
+    );
+    // Strict audit: every statement waited for its commit.
+    assert!(
+        value(&after, "vigil_audit_commit_seconds_count") >= 5.0,
+        "{after}"
+    );
+    assert!(value(&after, "vigil_audit_events_total") > value(&before, "vigil_audit_events_total"));
     assert_eq!(value(&after, "vigil_audit_healthy"), 1.0);
 
     // The live sessions, with what each ran last.
@@ -108,7 +126,10 @@ async fn metrics_sessions_and_audit_follow_what_clients_run() {
             .find(|s| s["identity"] == who)
             .unwrap_or_else(|| panic!("{who} not listed: {sessions}"))
     };
-    assert_eq!(of("alice")["current_statement"], "SELECT count(*) FROM items");
+    assert_eq!(
+        of("alice")["current_statement"],
+        "SELECT count(*) FROM items"
+    );
     assert_eq!(of("alice")["statements"], 4);
     assert_eq!(of("alice")["state"], "idle");
     assert_eq!(of("agent")["current_statement"], "DELETE FROM items");
@@ -140,8 +161,14 @@ async fn metrics_sessions_and_audit_follow_what_clients_run() {
     drop(agent);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while value(&scrape(&proxy), "vigil_sessions") != 0.0 {
-        assert!(std::time::Instant::now() < deadline, "sessions never closed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions never closed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    assert_eq!(get(&proxy, "/api/v1/sessions")["sessions"], Value::Array(Vec::new()));
+    assert_eq!(
+        get(&proxy, "/api/v1/sessions")["sessions"],
+        Value::Array(Vec::new())
+    );
 }
