@@ -325,7 +325,9 @@ fn a_session_that_turns_off_standard_conforming_strings_is_ended() {
 #[test]
 fn reload_applies_a_new_policy_to_running_sessions_and_refuses_a_bad_one() {
     let db = target_db();
-    let path = std::path::Path::new("/tmp/vigil-e2e-reload.toml");
+    // A folder of its own: the audit store lands beside the config.
+    let scratch = TempDir::new("reload");
+    let path = &scratch.0.join("vigil.toml");
     let open = config_toml(&db.name, "", "");
     let proxy = Proxy::start_at(&open, path);
     let mut client = RawClient::login(proxy.port, "agent", AGENT_PASSWORD);
@@ -347,7 +349,8 @@ fn reload_applies_a_new_policy_to_running_sessions_and_refuses_a_bad_one() {
     let error = vigil_config::Config::from_toml(&broken, path)
         .unwrap_err()
         .to_string();
-    assert!(error.starts_with("/tmp/vigil-e2e-reload.toml:"), "{error}");
+    let named = format!("{}:", path.display());
+    assert!(error.starts_with(&named), "{error}");
     assert!(error.contains("action = …"), "{error}");
     std::thread::sleep(Duration::from_millis(10));
     assert_eq!(sqlstate(&client.query("SELECT 1 FROM users")[0].1), "42501");
