@@ -54,6 +54,27 @@ impl Config {
     pub fn identity(&self, name: &str) -> Option<&IdentityConfig> {
         self.identities.iter().find(|id| id.name == name)
     }
+
+    /// The policy a session of `identity` on `database` would get, with the
+    /// groups the configuration gives it (no grants): what `explain` shows.
+    pub fn session_policy(
+        &self,
+        identity: &IdentityConfig,
+        database: &Database,
+    ) -> vigil_policy::SessionPolicy {
+        self.compiled_policy.for_session(
+            &vigil_policy::Subject {
+                name: &identity.name,
+                groups: &identity.groups,
+                kind: identity.kind.as_str(),
+            },
+            &vigil_policy::Target {
+                name: &database.name,
+                labels: &database.labels,
+                default: database.default_action,
+            },
+        )
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

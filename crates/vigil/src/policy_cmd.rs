@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use vigil_config::Config;
-use vigil_policy::{CaseFile, Decision, Explanation, SessionPolicy, Subject, Target};
+use vigil_policy::{CaseFile, Decision, Explanation, SessionPolicy};
 
 /// The session policy `identity` would get on `database`.
 fn session(config: &Config, identity: &str, database: &str) -> anyhow::Result<SessionPolicy> {
@@ -21,18 +21,7 @@ fn session(config: &Config, identity: &str, database: &str) -> anyhow::Result<Se
             names(config.databases.iter().map(|d| d.name.as_str()))
         )
     })?;
-    Ok(config.compiled_policy.for_session(
-        &Subject {
-            name: &who.name,
-            groups: &who.groups,
-            kind: who.kind.as_str(),
-        },
-        &Target {
-            name: &db.name,
-            labels: &db.labels,
-            default: db.default_action,
-        },
-    ))
+    Ok(config.session_policy(who, db))
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {

@@ -12,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use vigil_config::Role;
-use vigil_policy::{Action, Rule, Subject, Target};
+use vigil_policy::{Action, Rule};
 
 use super::{body, caller, error, Answer};
 use crate::State;
@@ -127,18 +127,7 @@ pub(super) async fn explain(
             format!("no database {:?} is configured", ask.database),
         )
     })?;
-    let session = config.compiled_policy.for_session(
-        &Subject {
-            name: &who.name,
-            groups: &who.groups,
-            kind: who.kind.as_str(),
-        },
-        &Target {
-            name: &db.name,
-            labels: &db.labels,
-            default: db.default_action,
-        },
-    );
+    let session = config.session_policy(who, db);
     // Parsing is deep recursion on hostile input: off the runtime's threads,
     // on the analyzer's own stack handling.
     let sql = ask.sql.clone();
