@@ -6,6 +6,7 @@
 //! default; a PostgreSQL store shared by several proxy instances implements the same trait.
 
 mod sqlite;
+mod sqlite_checkpoints;
 
 pub use sqlite::{SqliteOptions, SqliteStore};
 

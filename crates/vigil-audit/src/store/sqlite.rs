@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
+use super::sqlite_checkpoints::{passive_checkpoint, Checkpointer, LARGE_WAL_FRAMES};
 use super::{SearchFilter, Store};
 use crate::chain::{ChainHash, StoredEvent, Tail};
 use crate::checkpoint::{Checkpoint, CheckpointKind};
@@ -90,6 +91,8 @@ pub struct SqliteStore {
     options: SqliteOptions,
     /// `None` after a failed reopen; every operation then reports the store unavailable.
     conn: Option<Connection>,
+    /// Checkpoints the WAL on a thread of its own (the writer's store only).
+    checkpointer: Option<Checkpointer>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -138,9 +141,29 @@ impl SqliteStore {
             path: path.to_owned(),
             options,
             conn: None,
+            checkpointer: None,
         };
         store.conn = Some(store.connect(create, start)?);
         Ok(store)
+    }
+
+    /// Moves WAL checkpoints off the commit path, onto a thread of this
+    /// store's own (see `sqlite_checkpoints`). For the store the writer
+    /// commits to; readers need none.
+    pub fn checkpoint_in_background(&mut self) {
+        if self.checkpointer.is_none() {
+            self.checkpointer = Checkpointer::start(&self.path, self.options.busy_timeout);
+        }
+        self.automatic_checkpoints();
+    }
+
+    /// Turns SQLite's own checkpoints off while the background thread runs.
+    fn automatic_checkpoints(&self) {
+        if let (Some(conn), Some(_)) = (&self.conn, &self.checkpointer) {
+            // Were this to fail, SQLite would go on checkpointing by itself:
+            // slower commits, nothing lost.
+            let _ = conn.pragma_update(None, "wal_autocheckpoint", 0);
+        }
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -301,12 +324,13 @@ impl Store for SqliteStore {
     fn tail(&self) -> Result<Tail, StoreError> {
         let last = self
             .conn()?
-            .query_row(
-                "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((to_u64(r.get(0)?), hash_from_blob(&r.get::<_, Vec<u8>>(1)?))),
-            )
-            .optional()
+            .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .and_then(|mut last| {
+                last.query_row([], |r| {
+                    Ok((to_u64(r.get(0)?), hash_from_blob(&r.get::<_, Vec<u8>>(1)?)))
+                })
+                .optional()
+            })
             .map_err(self.err())?;
         match last {
             Some((seq, hash)) => Ok(Tail { seq, hash }),
@@ -334,12 +358,11 @@ impl Store for SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
         let current: Option<(i64, Vec<u8>)> = tx
-            .query_row(
-                "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
+            .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .and_then(|mut last| {
+                last.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(err)?;
         let current = current.map_or(tail, |(seq, hash)| Tail {
             seq: to_u64(seq),
@@ -431,12 +454,22 @@ impl Store for SqliteStore {
                 }
             }
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        if let (Some(checkpointer), Some(conn)) = (&self.checkpointer, &self.conn) {
+            // Until it completes, every commit tries again: a large WAL
+            // is nearly all copied already, so each try is short.
+            let large = checkpointer.wal_frames() > LARGE_WAL_FRAMES;
+            if large && passive_checkpoint(conn).is_ok_and(|wal| wal.complete) {
+                checkpointer.finished();
+            }
+        }
+        Ok(())
     }
 
     fn reopen(&mut self) -> Result<(), StoreError> {
         self.conn = None;
         self.conn = Some(self.connect(false, Tail::GENESIS)?);
+        self.automatic_checkpoints();
         Ok(())
     }
 

@@ -223,7 +223,8 @@ impl AuditLog {
         if options.durability == Durability::Off {
             return Ok(Self::disabled());
         }
-        let store = SqliteStore::open(path, options.sqlite.clone())?;
+        let mut store = SqliteStore::open(path, options.sqlite.clone())?;
+        store.checkpoint_in_background();
         Self::start(Box::new(store), signer, options)
     }
 

@@ -387,3 +387,27 @@ async fn events_nothing_waits_for_are_committed_by_the_writers_timer() {
     log.shutdown().await.unwrap();
     assert!(verify_file(&path).is_ok());
 }
+
+#[tokio::test]
+async fn the_wal_is_checkpointed_off_the_commit_path() {
+    let dir = TempDir::new("writer-checkpoints");
+    let path = dir.path().join("audit.db");
+    let log = open(&path, Durability::Strict);
+    let reader = Connection::open(&path).unwrap();
+    // The writer's connection leaves checkpoints to the background thread.
+    let before = std::fs::metadata(&path).unwrap().len();
+    // Fewer pages than SQLite's own automatic checkpoint waits for.
+    for n in 1..=50 {
+        log.append(statement(1, n)).await.unwrap();
+    }
+    // Pages reach the database file without anyone asking for a checkpoint.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&path).unwrap().len() <= before {
+        assert!(Instant::now() < deadline, "nothing was checkpointed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seq: i64 = reader
+        .query_row("SELECT max(seq) FROM audit_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seq, 50);
+}
