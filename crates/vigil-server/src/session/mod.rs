@@ -5,6 +5,7 @@ mod audit;
 pub(crate) mod client;
 mod gate;
 mod owed;
+mod refusal;
 mod relay;
 mod review;
 mod startup;
