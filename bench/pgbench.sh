@@ -26,6 +26,8 @@
 #   VIGIL_FAST_PORT [6444]  VIGIL_STRICT_PORT [6445]  VIGIL_NOFSYNC_PORT [6446]
 #   OUT [<target dir>/bench/pgbench-<time>.json]  STRICT=1: exit 1 if the target fails
 #   KEEP_WORK=1: keep the temp dir (configs, proxy logs, pgbench output)
+#   VIGIL_WORKERS [0]: every Vigil's [server] workers (0 = one per core, Vigil's
+#   default; 1 = one thread, like PgBouncer)
 #
 # Targets at 10 clients, every mode: audit off ≥ 0.90× PgBouncer's TPS (policy on),
 # audit fast ≥ 0.95×, audit strict ≥ 0.85× (with and without fsync).
@@ -62,10 +64,12 @@ VIGIL_FAST_PORT=${VIGIL_FAST_PORT:-6444}
 VIGIL_STRICT_PORT=${VIGIL_STRICT_PORT:-6445}
 VIGIL_NOFSYNC_PORT=${VIGIL_NOFSYNC_PORT:-6446}
 STRICT=${STRICT:-0}
+VIGIL_WORKERS=${VIGIL_WORKERS:-0}
 KEEP_WORK=${KEEP_WORK:-0}
 READY_DEADLINE_S=30   # how long a proxy may take to open its port
 STOP_DEADLINE_S=15    # how long a proxy may take to exit on SIGTERM
 
+[[ "$VIGIL_WORKERS" =~ ^[0-9]+$ ]] || { echo "pgbench.sh: VIGIL_WORKERS must be a number" >&2; exit 2; }
 for n in ROUNDS DURATION SCALE; do
     [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { echo "pgbench.sh: $n must be a positive integer" >&2; exit 2; }
 done
@@ -133,6 +137,7 @@ vigil_config() {
 [server]
 listen = "127.0.0.1:$port"
 drain_timeout_secs = 5
+workers = $VIGIL_WORKERS
 
 [auth]
 method = "scram-sha-256"
@@ -330,14 +335,14 @@ commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 meta=$(
     python3 - "$ROUNDS" "$DURATION" "$SCALE" "$QUICK" "$CLK_TCK" "$commit" \
         "$(pgbench --version)" "$("$PGBOUNCER_BIN" --version | head -n 1)" \
-        "$(psql_direct -d postgres -tAc 'show server_version' | sed 's/ .*//')" "$(nproc)" <<'PY'
+        "$(psql_direct -d postgres -tAc 'show server_version' | sed 's/ .*//')" "$(nproc)" "$VIGIL_WORKERS" <<'PY'
 import datetime, json, platform, sys
 a = sys.argv[1:]
 print(json.dumps({
     "benchmark": "pgbench -S", "rounds": int(a[0]), "duration_s": int(a[1]),
     "scale": int(a[2]), "quick": a[3] == "1", "clk_tck": int(a[4]), "vigil_commit": a[5],
     "pgbench": a[6], "pgbouncer": a[7], "postgres": "PostgreSQL " + a[8], "nproc": int(a[9]),
-    "kernel": platform.release(),
+    "vigil_workers": int(a[10]), "kernel": platform.release(),
     "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
 }))
 PY

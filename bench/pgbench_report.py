@@ -237,7 +237,7 @@ def render(cases, meta, target):
     )
     out.append(
         f"host: {meta['nproc']} cores, {meta['postgres']}; {meta['pgbouncer']}; "
-        f"vigil {meta['vigil_commit']}"
+        f"vigil {meta['vigil_commit']}, workers = {meta.get('vigil_workers', 0)} (0: one per core)"
     )
     out.append("; ".join(f"{SHORT[v]} = {LABELS[v]}" for v in VIGILS))
     out.append("")
