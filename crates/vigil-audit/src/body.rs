@@ -91,6 +91,9 @@ pub(crate) fn statement(s: &Statement) -> String {
         o.str("approval_id", id);
     }
     o.str("class", &s.class);
+    if let Some(encoding) = &s.client_encoding {
+        o.str("client_encoding", encoding);
+    }
     o.str("database", &s.database);
     o.str("decision", s.decision.as_str());
     o.str("fingerprint", &s.fingerprint);
@@ -139,6 +142,10 @@ pub(crate) fn completed(c: &StatementCompleted) -> String {
     let mut o = Object::new(&mut out);
     o.u64("bytes", c.bytes);
     o.u64("duration_us", c.duration_us);
+    if !c.executed {
+        o.key("executed");
+        o.out.push_str("false");
+    }
     if !c.masked_values.is_empty() {
         o.counts("masked_values", &c.masked_values);
     }
@@ -203,6 +210,7 @@ mod tests {
         s.rule_ids = vec!["r1".into(), odd.into()];
         s.masked_columns = vec!["public.a.ssn".into()];
         s.approval_id = Some("ap-1".into());
+        s.client_encoding = Some("LATIN1".into());
         s.redaction = Redaction::Normalize;
         s.intent = [
             ("traceparent", "00-abc"),
@@ -235,8 +243,12 @@ mod tests {
             sqlstate: None,
             bytes: 0,
             masked_values: BTreeMap::new(),
+            executed: true,
         };
         check(&AuditEvent::StatementCompleted(c.clone()));
+        c.executed = false;
+        check(&AuditEvent::StatementCompleted(c.clone()));
+        c.executed = true;
         c.rows = Some(u64::MAX);
         c.sqlstate = Some("23505".into());
         c.bytes = 12_345;

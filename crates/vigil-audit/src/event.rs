@@ -104,6 +104,10 @@ pub struct Statement {
     #[serde(default)]
     pub redaction: Redaction,
     pub fingerprint: String,
+    /// The client encoding the server read `text` in, when not UTF8; `text`
+    /// is what the server decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_encoding: Option<String>,
     #[serde(default)]
     pub kinds: Vec<String>,
     pub class: String,
@@ -130,6 +134,10 @@ pub struct StatementCompleted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
     pub duration_us: u64,
+    /// False for a statement the server never ran: an earlier statement of
+    /// its Query, or of its extended-protocol batch, failed.
+    #[serde(default = "executed", skip_serializing_if = "is_executed")]
+    pub executed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
     pub bytes: u64,
@@ -137,6 +145,14 @@ pub struct StatementCompleted {
     /// the values themselves.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub masked_values: std::collections::BTreeMap<String, u64>,
+}
+
+fn executed() -> bool {
+    true
+}
+
+fn is_executed(executed: &bool) -> bool {
+    *executed
 }
 
 /// Body of `auth.failure`.
@@ -334,6 +350,7 @@ pub(crate) mod samples {
             text: format!("UPDATE users SET name = 'x' WHERE id = {n}"),
             redaction: Redaction::Keep,
             fingerprint: "a1b2c3".into(),
+            client_encoding: None,
             kinds: vec!["update".into()],
             class: "write".into(),
             relations: vec!["public.users:write".into()],
@@ -373,6 +390,7 @@ mod tests {
             statement_seq: 1,
             rows: Some(3),
             duration_us: 90,
+            executed: true,
             sqlstate: None,
             bytes: 100,
             masked_values: [("ssn".to_owned(), 3)].into(),

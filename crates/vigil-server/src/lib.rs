@@ -9,6 +9,7 @@ pub mod admin;
 mod approvals;
 mod auth;
 mod cancel;
+mod encoding;
 mod error;
 mod identity;
 mod live;

@@ -170,6 +170,8 @@ pub struct Properties {
     /// The cursor a `DECLARE`, `FETCH`, `MOVE` or `CLOSE` names (empty for
     /// `CLOSE ALL`).
     pub cursor: Option<String>,
+    /// `DECLARE … WITH HOLD`: the cursor outlives its transaction.
+    pub hold: bool,
     /// Functions called whose effect the analyzer cannot see: any function
     /// that is not one of PostgreSQL's built-ins (user-defined, from
     /// extensions), and the built-ins that run a query given as text

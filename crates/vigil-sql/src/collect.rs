@@ -15,6 +15,9 @@ use crate::{
     Output, Properties, Relation, SettingChange, SettingValue,
 };
 
+/// `CURSOR_OPT_HOLD` of PostgreSQL's `parsenodes.h`: `DECLARE … WITH HOLD`.
+const CURSOR_OPT_HOLD: i32 = 0x0020;
+
 /// Everything [`collect`] found in one statement.
 #[derive(Debug)]
 pub(crate) struct Findings {
@@ -267,7 +270,10 @@ impl<'a> Collector<'a> {
                 self.properties.parameter = Some(s.name.to_ascii_lowercase());
             }
             NodeRef::PrepareStmt(s) => self.properties.prepared_name = Some(s.name.clone()),
-            NodeRef::DeclareCursorStmt(s) => self.properties.cursor = Some(s.portalname.clone()),
+            NodeRef::DeclareCursorStmt(s) => {
+                self.properties.cursor = Some(s.portalname.clone());
+                self.properties.hold = s.options & CURSOR_OPT_HOLD != 0;
+            }
             NodeRef::FetchStmt(s) => self.properties.cursor = Some(s.portalname.clone()),
             NodeRef::ClosePortalStmt(s) => self.properties.cursor = Some(s.portalname.clone()),
             NodeRef::ExecuteStmt(s) => self.properties.prepared_name = Some(s.name.clone()),

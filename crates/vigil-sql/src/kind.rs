@@ -488,6 +488,10 @@ impl Class {
     }
 
     /// The worse of two classes.
+    pub fn worse(self, other: Class) -> Class {
+        self.max(other)
+    }
+
     pub(crate) fn max(self, other: Class) -> Class {
         if other.severity() > self.severity() {
             other

@@ -62,6 +62,7 @@ mod collect;
 mod error;
 mod functions;
 mod kind;
+mod lexing;
 mod lineage;
 mod position;
 mod shape;
@@ -78,3 +79,4 @@ pub use analysis::{
 pub use analyzer::{analyze_uncached, Analyzer, MAX_CACHED_LEN, STACK_NEEDED};
 pub use error::AnalyzeError;
 pub use kind::{Class, Kind, ObjectType, TransactionOp};
+pub use lexing::{prepared_statement_text, reads_differently_without_standard_strings};

@@ -101,6 +101,7 @@ fn statement(
         text: sql.into(),
         redaction: Redaction::Keep,
         fingerprint: fingerprint.into(),
+        client_encoding: None,
         kinds: vec![sql.split(' ').next().unwrap().to_lowercase()],
         class: if sql.starts_with("SELECT") {
             "read"
@@ -123,6 +124,7 @@ fn completed(session_id: u64, n: u64, rows: Option<u64>, sqlstate: Option<&str>)
         statement_seq: n,
         rows,
         duration_us: 1200 + n,
+        executed: true,
         sqlstate: sqlstate.map(str::to_owned),
         bytes: 64 * n,
         masked_values: Default::default(),

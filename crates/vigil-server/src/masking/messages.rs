@@ -64,7 +64,7 @@ pub(super) fn parse_row_description(mut body: &[u8]) -> Option<Vec<Field>> {
 }
 
 /// Portal, statement and result format codes of a Bind.
-pub(super) fn parse_bind(mut body: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Vec<i16>)> {
+pub(crate) fn parse_bind(mut body: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Vec<i16>)> {
     let portal = cstring(&mut body)?;
     let statement = cstring(&mut body)?;
     if body.remaining() < 2 {

@@ -24,6 +24,7 @@ use vigil_policy::Subject;
 use vigil_sql::{ColumnRef, Statement};
 
 pub(crate) use catalog::{Catalog, Catalogs};
+pub(crate) use messages::parse_bind;
 pub(crate) use results::{Handling, Masker, Prepared, Source, Verdict};
 
 use catalog::FIRST_NORMAL_OID;

@@ -20,9 +20,7 @@ use vigil_mask::{ColumnMask, ColumnPlan, MaskError, RowPlan, Strategy};
 use vigil_sql::{CopyOptions, Statement};
 use vigil_wire::tags::backend as b;
 
-use super::messages::{
-    column_count, format_of, parse_bind, parse_copy_out, parse_row_description, Field,
-};
+use super::messages::{column_count, format_of, parse_copy_out, parse_row_description, Field};
 use super::{SessionMasks, StatementMasks};
 
 /// A forwarded client request whose answer may carry values.
@@ -31,12 +29,13 @@ pub(crate) enum Source {
     /// (`None`: nothing is known of them, so nothing is trusted).
     Query(Option<Vec<Prepared>>),
     /// Describe of a prepared statement (`S`) or portal (`P`).
-    Describe {
-        kind: u8,
-        name: Vec<u8>,
-    },
+    Describe { kind: u8, name: Vec<u8> },
+    /// An Execute of `portal`; `masks`, when the statement was decided at
+    /// the Execute (it runs or fetches from other names), is what masking
+    /// made of it then, in place of what was known at its Parse.
     Execute {
         portal: Vec<u8>,
+        masks: Option<Box<Prepared>>,
     },
 }
 
@@ -56,6 +55,14 @@ struct CopyLayout {
 }
 
 impl Prepared {
+    /// A statement nothing is known of: every value it returns is masked.
+    pub(crate) fn unknown() -> Prepared {
+        Prepared {
+            masks: StatementMasks::unknown(),
+            copy: None,
+        }
+    }
+
     pub(crate) fn new(session: &SessionMasks, statement: &Statement) -> Prepared {
         let masks = session.statement(statement);
         let copy = statement
@@ -122,7 +129,7 @@ enum Context {
     Query(Option<Prepared>),
     DescribeStatement(Vec<u8>),
     DescribePortal(Vec<u8>),
-    Execute(Vec<u8>),
+    Execute(Vec<u8>, Option<Box<Prepared>>),
     None,
 }
 
@@ -178,53 +185,47 @@ impl Masker {
         self.sources.push_back((id, source));
     }
 
-    /// A Parse of `name` was forwarded.
+    /// The server confirmed `name` as a prepared statement that masking
+    /// makes `prepared` of (`None`: nothing known of it).
     pub(crate) fn parse(&mut self, name: &[u8], prepared: Option<Arc<Prepared>>) {
-        // A named statement that exists makes the server refuse the Parse,
-        // and one closed by SQL DEALLOCATE Vigil does not see: either way,
-        // which text the name now runs is not certain, so neither's masks
-        // are trusted. (The unnamed statement is simply replaced.)
-        let prepared = match (name.is_empty(), self.prepared.contains_key(name)) {
-            (false, true) => Some(Arc::new(Prepared {
-                masks: StatementMasks::unknown(),
-                copy: None,
-            })),
-            _ => prepared,
-        };
-        if !name.is_empty() && self.prepared.contains_key(name) {
-            // Keep the description: it is of whichever statement holds the name.
-        } else {
-            self.described.remove(name);
-        }
+        self.described.remove(name);
         match prepared {
             Some(prepared) => self.prepared.insert(name.to_vec(), prepared),
             None => self.prepared.remove(name),
         };
     }
 
-    /// A Bind was forwarded (its whole body).
-    pub(crate) fn bind(&mut self, body: &[u8]) {
-        let Some((portal, statement, formats)) = parse_bind(body) else {
-            return;
-        };
+    /// The server confirmed `portal`, bound from `statement` with result
+    /// `formats`.
+    pub(crate) fn bind(&mut self, portal: &[u8], statement: &[u8], formats: &[i16]) {
         self.portals.insert(
-            portal,
+            portal.to_vec(),
             Portal {
-                statement,
-                formats,
+                statement: statement.to_vec(),
+                formats: formats.to_vec(),
                 described: None,
                 plan: None,
             },
         );
     }
 
-    /// A Close of a statement (`S`) or portal (`P`) was forwarded.
+    /// The server confirmed a statement (`S`) or portal (`P`) gone.
     pub(crate) fn close(&mut self, kind: u8, name: &[u8]) {
         if kind == b'S' {
             self.prepared.remove(name);
             self.described.remove(name);
         } else {
             self.portals.remove(name);
+        }
+    }
+
+    /// Every statement (`S`) or portal (`P`) is gone.
+    pub(crate) fn clear(&mut self, kind: u8) {
+        if kind == b'S' {
+            self.prepared.clear();
+            self.described.clear();
+        } else {
+            self.portals.clear();
         }
     }
 
@@ -264,8 +265,10 @@ impl Masker {
         match tag {
             b::DATA_ROW => {
                 if self.current.is_none() {
-                    if let Context::Execute(portal) = self.context(id) {
-                        self.current = self.portal_plan(session, &portal, body).map(Current::Rows);
+                    if let Context::Execute(portal, masks) = self.context(id) {
+                        self.current = self
+                            .portal_plan(session, &portal, masks, body)
+                            .map(Current::Rows);
                     }
                 }
                 match &self.current {
@@ -304,7 +307,7 @@ impl Masker {
                     }
                     // A description of something Vigil did not see asked
                     // for: nothing is known of its sources.
-                    Context::Execute(_) | Context::None => {
+                    Context::Execute(..) | Context::None => {
                         let plan = self.plan(session, &fields, &unknown());
                         self.current = Some(Current::Rows(plan));
                     }
@@ -315,7 +318,8 @@ impl Masker {
                 self.finish_current();
                 let prepared = match self.context(id) {
                     Context::Query(prepared) => prepared,
-                    Context::Execute(portal) => self
+                    Context::Execute(_, Some(masks)) => Some(*masks),
+                    Context::Execute(portal, None) => self
                         .portals
                         .get(&portal)
                         .and_then(|p| self.prepared.get(&p.statement))
@@ -382,7 +386,9 @@ impl Masker {
             ),
             Some(Source::Describe { kind: b'S', name }) => Context::DescribeStatement(name.clone()),
             Some(Source::Describe { name, .. }) => Context::DescribePortal(name.clone()),
-            Some(Source::Execute { portal }) => Context::Execute(portal.clone()),
+            Some(Source::Execute { portal, masks }) => {
+                Context::Execute(portal.clone(), masks.clone())
+            }
             None => Context::None,
         }
     }
@@ -439,8 +445,15 @@ impl Masker {
         }
     }
 
-    /// The plan for the rows of an Execute of `portal`.
-    fn portal_plan(&mut self, session: &SessionMasks, portal: &[u8], row: &[u8]) -> Option<Plan> {
+    /// The plan for the rows of an Execute of `portal` (`decided`: the
+    /// masks it was decided with at the Execute, if it was).
+    fn portal_plan(
+        &mut self,
+        session: &SessionMasks,
+        portal: &[u8],
+        decided: Option<Box<Prepared>>,
+        row: &[u8],
+    ) -> Option<Plan> {
         let entry = self.portals.get(portal)?;
         let fields = match &entry.described {
             Some(fields) => fields.clone(),
@@ -455,11 +468,14 @@ impl Masker {
         if column_count(row) != Some(fields.len()) {
             return Some(null_plan(session, row));
         }
-        let masks = self
-            .prepared
-            .get(&entry.statement)
-            .map(|p| p.masks.clone())
-            .unwrap_or_else(unknown);
+        let masks = match decided {
+            Some(decided) => decided.masks,
+            None => self
+                .prepared
+                .get(&entry.statement)
+                .map(|p| p.masks.clone())
+                .unwrap_or_else(unknown),
+        };
         Some(self.plan(session, &fields, &masks))
     }
 

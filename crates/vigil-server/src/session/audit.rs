@@ -28,6 +28,8 @@ pub(crate) struct SessionAudit {
     startup_intent: BTreeMap<String, String>,
     /// Statement events recorded so far; the next one's number is this + 1.
     statements: u64,
+    /// The client encoding texts are read in, when not UTF8.
+    client_encoding: Option<String>,
     started: Instant,
 }
 
@@ -70,6 +72,7 @@ impl SessionAudit {
             redaction,
             startup_intent,
             statements: 0,
+            client_encoding: None,
             started: Instant::now(),
         }
     }
@@ -85,6 +88,11 @@ impl SessionAudit {
 
     pub(crate) fn log(&self) -> &AuditLog {
         &self.log
+    }
+
+    /// Texts are read in `encoding` from now on (`None`: UTF8).
+    pub(crate) fn set_client_encoding(&mut self, encoding: Option<String>) {
+        self.client_encoding = encoding;
     }
 
     pub(crate) fn session_started(&self) {
@@ -129,6 +137,7 @@ impl SessionAudit {
             rows: done.rows,
             duration_us: micros(done.started),
             sqlstate: done.sqlstate,
+            executed: done.executed,
             bytes: done.bytes,
             masked_values: done.masked,
         }));
@@ -175,6 +184,7 @@ impl SessionAudit {
             text,
             redaction: self.redaction,
             fingerprint: statement.fingerprint.clone(),
+            client_encoding: self.client_encoding.clone(),
             kinds,
             class: statement.class.to_string(),
             relations,

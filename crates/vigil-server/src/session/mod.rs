@@ -3,8 +3,11 @@
 
 mod audit;
 pub(crate) mod client;
+mod defined;
 mod gate;
+mod names;
 mod owed;
+mod reading;
 mod refusal;
 mod relay;
 mod review;
@@ -231,7 +234,23 @@ async fn establish(
         .sessions
         .register(session_id, Arc::clone(&identity), &db.name);
     state.metrics.sessions_total.fetch_add(1, Ordering::Relaxed);
-    let mut gate = gate::Gate::new(state.clone(), identity, db.name.clone(), audit, masks, live);
+    let encoding = upstream
+        .parameters
+        .iter()
+        .find(|(name, _)| name == "client_encoding")
+        .and_then(|(_, value)| crate::encoding::ClientEncoding::named(value))
+        .unwrap_or_else(crate::encoding::ClientEncoding::utf8);
+    let mut audit = audit;
+    audit.set_client_encoding((!encoding.is_utf8()).then(|| encoding.name().to_owned()));
+    let mut gate = gate::Gate::new(
+        state.clone(),
+        identity,
+        db.name.clone(),
+        audit,
+        masks,
+        live,
+        encoding,
+    );
     gate.cancel = cancel_signal;
     Ok(Some(Established {
         upstream,

@@ -15,26 +15,30 @@ use bytes::Bytes;
 use vigil_wire::fields::ErrorFields;
 use vigil_wire::tags::{backend as b, frontend as f};
 
+use super::names::{At, Stamp};
+
 /// One forwarded client message that the server will answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sent {
     /// Parse, Bind, Describe, Execute or Close: each is answered by one
-    /// message of its own when it succeeds, or by an ErrorResponse. With
-    /// the request's id.
-    Extended(Step, u64),
-    Sync,
-    Query(u64),
-    FunctionCall,
+    /// message of its own when it succeeds, or by an ErrorResponse.
+    Extended(Step, Stamp),
+    Sync(Stamp),
+    Query(Stamp),
+    FunctionCall(Stamp),
     /// CopyDone or CopyFail: ends the client's part of a COPY IN.
     CopyEnd,
-    /// A Query or Parse that Vigil refused and replaced with one the server
-    /// is sure to reject; its ErrorResponse is swapped for this one.
+    /// A message that Vigil refused and replaced with one the server is
+    /// sure to reject; its ErrorResponse is swapped for this one.
     Refused {
         extended: bool,
         error: Bytes,
+        stamp: Stamp,
     },
     /// A refused Query whose error has been sent; its ReadyForQuery follows.
-    Answered,
+    Answered(Stamp),
+    /// A Query of Vigil's own: its answers are Vigil's, not the client's.
+    Internal(Stamp),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +71,11 @@ impl Sent {
     fn ends_with_ready(&self) -> bool {
         matches!(
             self,
-            Sent::Sync
+            Sent::Sync(_)
                 | Sent::Query(_)
-                | Sent::FunctionCall
-                | Sent::Answered
+                | Sent::FunctionCall(_)
+                | Sent::Answered(_)
+                | Sent::Internal(_)
                 | Sent::Refused {
                     extended: false,
                     ..
@@ -86,6 +91,43 @@ impl Sent {
             Sent::Extended(..) | Sent::Refused { extended: true, .. }
         )
     }
+
+    fn stamp(&self) -> Option<Stamp> {
+        match self {
+            Sent::Extended(_, stamp)
+            | Sent::Sync(stamp)
+            | Sent::Query(stamp)
+            | Sent::FunctionCall(stamp)
+            | Sent::Answered(stamp)
+            | Sent::Internal(stamp)
+            | Sent::Refused { stamp, .. } => Some(*stamp),
+            Sent::CopyEnd => None,
+        }
+    }
+
+    fn is_sync(&self) -> bool {
+        matches!(self, Sent::Sync(_))
+    }
+}
+
+/// What a server message told about the client's requests.
+#[derive(Debug, Default)]
+pub(crate) struct Heard {
+    /// The answer to a refused message: the client hears this instead.
+    pub(crate) refusal: Option<Bytes>,
+    pub(crate) event: Option<Event>,
+}
+
+/// How a request the server answered ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// One extended-protocol step, or one statement of a Query, succeeded.
+    Done(At),
+    /// It failed, in its epoch; `to_sync`: the server now skips every
+    /// message up to the next Sync.
+    Failed { at: At, epoch: u64, to_sync: bool },
+    /// ReadyForQuery: every request up to `through` has been answered.
+    Ready { through: u64 },
 }
 
 #[derive(Debug, Default)]
@@ -96,8 +138,11 @@ pub(crate) struct Owed {
     /// Audited statements the server is running or will run, in order: one
     /// per forwarded Query, Execute and FunctionCall that was given one.
     tickets: VecDeque<Ticket>,
-    /// The id of the last request forwarded.
-    next_id: u64,
+    /// Statements of the Query at the front already answered.
+    query_statement: u32,
+    /// An extended-protocol error came and no Sync has been sent since:
+    /// the server discards everything the client sends until its Sync.
+    skipping: bool,
 }
 
 /// What an audited request is waiting for: the statement sequence numbers
@@ -105,13 +150,15 @@ pub(crate) struct Owed {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     request: u8,
+    /// The request's id.
+    id: u64,
     seqs: VecDeque<u64>,
     started: Instant,
     rows: u64,
     bytes: u64,
 }
 
-/// One audited statement finished, well or with an error.
+/// One audited statement finished, well or with an error, or never ran.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Completion {
     pub(crate) seq: u64,
@@ -119,16 +166,19 @@ pub(crate) struct Completion {
     pub(crate) rows: Option<u64>,
     pub(crate) sqlstate: Option<String>,
     pub(crate) bytes: u64,
+    /// False when the server skipped it after an earlier error.
+    pub(crate) executed: bool,
     /// Values masked in its result, by column; filled in by the relay.
     pub(crate) masked: std::collections::BTreeMap<String, u64>,
 }
 
 impl Ticket {
     /// A ticket for a forwarded Query, Execute or FunctionCall (`request`
-    /// is its tag) running the statements `seqs`.
-    pub(crate) fn new(request: u8, seqs: impl IntoIterator<Item = u64>) -> Ticket {
+    /// is its tag, `id` its request id) running the statements `seqs`.
+    pub(crate) fn new(request: u8, id: u64, seqs: impl IntoIterator<Item = u64>) -> Ticket {
         Ticket {
             request,
+            id,
             seqs: seqs.into_iter().collect(),
             started: Instant::now(),
             rows: 0,
@@ -145,12 +195,28 @@ impl Ticket {
             rows: rows.or((self.rows > 0).then_some(self.rows)),
             sqlstate,
             bytes: self.bytes,
+            executed: true,
             masked: Default::default(),
         };
         self.started = Instant::now();
         self.rows = 0;
         self.bytes = 0;
         Some(done)
+    }
+
+    /// The statements still to run never will.
+    fn skip_rest(&mut self, done: &mut Vec<Completion>) {
+        for seq in self.seqs.drain(..) {
+            done.push(Completion {
+                seq,
+                started: self.started,
+                rows: None,
+                sqlstate: None,
+                bytes: 0,
+                executed: false,
+                masked: Default::default(),
+            });
+        }
     }
 }
 
@@ -166,64 +232,94 @@ impl Owed {
         !self.copy_in && self.sent.iter().any(|s| s.ends_with_ready())
     }
 
-    /// A client message was forwarded; returns the id its answers will
-    /// carry in [`front_request`](Self::front_request).
-    pub(crate) fn client_sent(&mut self, tag: u8) -> u64 {
-        self.next_id += 1;
-        let id = self.next_id;
+    /// A client message was forwarded as `stamp`, the id its answers carry
+    /// in [`front_request`](Self::front_request).
+    pub(crate) fn client_sent(&mut self, tag: u8, stamp: Stamp) {
+        if self.skipping {
+            if tag != f::SYNC {
+                return;
+            }
+            self.skipping = false;
+        }
         let sent = match tag {
-            f::QUERY => Sent::Query(id),
-            f::FUNCTION_CALL => Sent::FunctionCall,
+            f::QUERY => Sent::Query(stamp),
+            f::FUNCTION_CALL => Sent::FunctionCall(stamp),
             // Ignored by the server while it is in COPY IN.
-            f::SYNC if self.copy_in => return id,
-            f::SYNC => Sent::Sync,
+            f::SYNC if self.copy_in => return,
+            f::SYNC => Sent::Sync(stamp),
             f::COPY_DONE | f::COPY_FAIL => {
                 self.copy_in = false;
                 Sent::CopyEnd
             }
-            f::PARSE => Sent::Extended(Step::Parse, id),
-            f::BIND => Sent::Extended(Step::Bind, id),
-            f::DESCRIBE => Sent::Extended(Step::Describe, id),
-            f::EXECUTE => Sent::Extended(Step::Execute, id),
-            f::CLOSE => Sent::Extended(Step::Close, id),
-            _ => return id,
+            f::PARSE => Sent::Extended(Step::Parse, stamp),
+            f::BIND => Sent::Extended(Step::Bind, stamp),
+            f::DESCRIBE => Sent::Extended(Step::Describe, stamp),
+            f::EXECUTE => Sent::Extended(Step::Execute, stamp),
+            f::CLOSE => Sent::Extended(Step::Close, stamp),
+            _ => return,
         };
         self.sent.push_back(sent);
-        id
+    }
+
+    /// Vigil sent a Query of its own as `stamp`.
+    pub(crate) fn internal_sent(&mut self, stamp: Stamp) {
+        self.sent.push_back(Sent::Internal(stamp));
+    }
+
+    /// The server is answering a Query of Vigil's own.
+    pub(crate) fn answering_internal(&self) -> bool {
+        matches!(self.sent.front(), Some(Sent::Internal(_)))
     }
 
     /// The id of the Query or extended-protocol message the server is
     /// answering now, if that is what it is answering.
     pub(crate) fn front_request(&self) -> Option<u64> {
         match self.sent.front()? {
-            Sent::Query(id) | Sent::Extended(_, id) => Some(*id),
+            Sent::Query(stamp) | Sent::Extended(_, stamp) => Some(stamp.request),
             _ => None,
         }
     }
 
+    /// The server is discarding what the client sends until its Sync.
+    pub(crate) fn skipping(&self) -> bool {
+        self.skipping
+    }
+
     /// The message just forwarded with [`client_sent`](Self::client_sent)
-    /// runs these audited statements.
-    pub(crate) fn expect(&mut self, ticket: Ticket) {
-        self.tickets.push_back(ticket);
+    /// runs these audited statements; or, when the server discards it,
+    /// never does (they go to `done`).
+    pub(crate) fn expect(&mut self, mut ticket: Ticket, done: &mut Vec<Completion>) {
+        match self.skipping {
+            true => ticket.skip_rest(done),
+            false => self.tickets.push_back(ticket),
+        }
     }
 
     /// What a server message means for the audited statements: call it with
     /// every message (`body` may be a first chunk of a streamed one, `len`
-    /// is its whole size) before [`server_sent`](Self::server_sent).
-    pub(crate) fn completion(&mut self, tag: u8, body: &[u8], len: usize) -> Option<Completion> {
+    /// is its whole size) before [`server_sent`](Self::server_sent). The
+    /// statements it completes, or shows never ran, go to `done`.
+    pub(crate) fn completion(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+        len: usize,
+        done: &mut Vec<Completion>,
+    ) {
         if self.tickets.is_empty() {
-            return None;
+            return;
         }
         match tag {
             b::DATA_ROW => {
-                let ticket = self.tickets.front_mut()?;
-                ticket.rows += 1;
-                ticket.bytes += len as u64;
-                None
+                if let Some(ticket) = self.tickets.front_mut() {
+                    ticket.rows += 1;
+                    ticket.bytes += len as u64;
+                }
             }
             b::COPY_DATA => {
-                self.tickets.front_mut()?.bytes += len as u64;
-                None
+                if let Some(ticket) = self.tickets.front_mut() {
+                    ticket.bytes += len as u64;
+                }
             }
             b::COMMAND_COMPLETE
             | b::EMPTY_QUERY_RESPONSE
@@ -232,50 +328,55 @@ impl Owed {
                 let rows = (tag == b::COMMAND_COMPLETE)
                     .then(|| command_rows(body))
                     .flatten();
-                let ticket = self.tickets.front_mut()?;
-                let done = ticket.complete(rows, None);
+                let Some(ticket) = self.tickets.front_mut() else {
+                    return;
+                };
+                done.extend(ticket.complete(rows, None));
                 // A Query's and a FunctionCall's ticket ends with their
                 // ReadyForQuery.
                 if ticket.request == f::EXECUTE {
                     self.tickets.pop_front();
                 }
-                done
             }
             b::ERROR_RESPONSE => {
                 let sqlstate = ErrorFields::parse(body)
                     .ok()
                     .and_then(|e| e.code().map(str::to_owned));
-                let front = self.sent.front()?;
+                let Some(front) = self.sent.front() else {
+                    return;
+                };
                 match front {
-                    Sent::Query(_) | Sent::FunctionCall => {
+                    Sent::Query(_) | Sent::FunctionCall(_) => {
                         // The statements after the failed one do not run.
-                        let ticket = self.tickets.front_mut()?;
-                        let done = ticket.complete(None, sqlstate);
-                        ticket.seqs.clear();
-                        done
+                        if let Some(ticket) = self.tickets.front_mut() {
+                            done.extend(ticket.complete(None, sqlstate));
+                            ticket.skip_rest(done);
+                        }
                     }
                     Sent::Extended(Step::Execute, _) => {
-                        let mut ticket = self.tickets.pop_front()?;
-                        self.skip_executes_after_error(1);
-                        ticket.complete(None, sqlstate)
+                        if let Some(mut ticket) = self.tickets.pop_front() {
+                            done.extend(ticket.complete(None, sqlstate));
+                            ticket.skip_rest(done);
+                        }
+                        self.skip_after_error(1, done);
                     }
-                    sent if sent.extended() => {
-                        self.skip_executes_after_error(0);
-                        None
-                    }
-                    _ => None,
+                    sent if sent.extended() => self.skip_after_error(0, done),
+                    _ => {}
                 }
             }
             b::READY_FOR_QUERY => {
                 // The request it ends: a Query's statements after an error,
                 // or never reached, did not run.
-                let ends = self.sent.iter().find(|s| s.ends_with_ready())?;
-                if matches!(ends, Sent::Query(_) | Sent::FunctionCall) {
-                    self.tickets.pop_front();
+                let Some(ends) = self.sent.iter().find(|s| s.ends_with_ready()) else {
+                    return;
+                };
+                if matches!(ends, Sent::Query(_) | Sent::FunctionCall(_)) {
+                    if let Some(mut ticket) = self.tickets.pop_front() {
+                        ticket.skip_rest(done);
+                    }
                 }
-                None
             }
-            _ => None,
+            _ => {}
         }
     }
 
@@ -287,35 +388,59 @@ impl Owed {
     }
 
     /// After an error in an extended batch the server skips to Sync: the
-    /// Executes before it (past the first `skip` entries) never run.
-    fn skip_executes_after_error(&mut self, skip: usize) {
-        let skipped = self
+    /// Executes, Queries and FunctionCalls before it (past the first `skip`
+    /// entries) never run.
+    fn skip_after_error(&mut self, skip: usize, done: &mut Vec<Completion>) {
+        let skipped: Vec<u64> = self
             .sent
             .iter()
             .skip(skip)
-            .take_while(|s| **s != Sent::Sync)
-            .filter(|s| matches!(s, Sent::Extended(Step::Execute, _)))
-            .count();
-        for _ in 0..skipped {
-            self.tickets.pop_front();
+            .take_while(|s| !s.is_sync())
+            .filter_map(|s| match s {
+                Sent::Extended(Step::Execute, stamp)
+                | Sent::Query(stamp)
+                | Sent::FunctionCall(stamp) => Some(stamp.request),
+                _ => None,
+            })
+            .collect();
+        for id in skipped {
+            if self.tickets.front().is_some_and(|t| t.id == id) {
+                if let Some(mut ticket) = self.tickets.pop_front() {
+                    ticket.skip_rest(done);
+                }
+            }
         }
     }
 
-    /// A refused Query (or Parse, when `extended`) went to the server in a
-    /// form it will reject; `error` is what the client hears instead.
-    pub(crate) fn client_refused(&mut self, extended: bool, error: Bytes) {
-        self.sent.push_back(Sent::Refused { extended, error });
+    /// A refused Query (or extended-protocol message, when `extended`) went
+    /// to the server as `stamp`, in a form it will reject; `error` is what
+    /// the client hears instead.
+    pub(crate) fn client_refused(&mut self, extended: bool, error: Bytes, stamp: Stamp) {
+        // The stand-in is discarded unheard, as the message would have been.
+        if self.skipping {
+            return;
+        }
+        self.sent.push_back(Sent::Refused {
+            extended,
+            error,
+            stamp,
+        });
     }
 
-    /// A server message arrived. For the ErrorResponse that answers a refused
-    /// message, returns the error to send the client in its place.
-    pub(crate) fn server_sent(&mut self, tag: u8) -> Option<Bytes> {
+    /// A server message arrived: what it says about the client's requests.
+    pub(crate) fn server_sent(&mut self, tag: u8) -> Heard {
+        let mut heard = Heard::default();
         match tag {
             b::READY_FOR_QUERY => {
                 // Everything up to the request that ended, then the COPY
                 // markers that belonged to it.
                 while let Some(sent) = self.sent.pop_front() {
                     if sent.ends_with_ready() {
+                        if let Some(stamp) = sent.stamp() {
+                            heard.event = Some(Event::Ready {
+                                through: stamp.request,
+                            });
+                        }
                         break;
                     }
                 }
@@ -323,25 +448,42 @@ impl Owed {
                     self.sent.pop_front();
                 }
                 self.copy_in = false;
+                self.query_statement = 0;
             }
             b::ERROR_RESPONSE => {
                 self.copy_in = false;
-                let front = self.sent.front()?;
-                let swap = match front {
-                    Sent::Refused { error, .. } => Some(error.clone()),
-                    _ => None,
+                let Some(front) = self.sent.front() else {
+                    return heard;
                 };
+                heard.event = front.stamp().map(|stamp| {
+                    let statement = match front {
+                        Sent::Query(_) => self.query_statement,
+                        _ => 0,
+                    };
+                    Event::Failed {
+                        at: At {
+                            request: stamp.request,
+                            statement,
+                        },
+                        epoch: stamp.epoch,
+                        to_sync: front.extended(),
+                    }
+                });
+                if let Sent::Refused { error, .. } = front {
+                    heard.refusal = Some(error.clone());
+                }
                 if front.extended() {
                     // The server now discards every message until the next
-                    // Sync, a Query or FunctionCall included.
-                    while self.sent.front().is_some_and(|s| *s != Sent::Sync) {
+                    // Sync, a Query or FunctionCall included, and those the
+                    // client sends before it.
+                    while self.sent.front().is_some_and(|s| !s.is_sync()) {
                         self.sent.pop_front();
                     }
-                } else if swap.is_some() {
+                    self.skipping = self.sent.is_empty();
+                } else if let (Some(_), Some(stamp)) = (&heard.refusal, front.stamp()) {
                     // Answered; its ReadyForQuery follows, like any Query's.
-                    self.sent[0] = Sent::Answered;
+                    self.sent[0] = Sent::Answered(stamp);
                 }
-                return swap;
             }
             b::COPY_IN_RESPONSE => {
                 // Syncs the client sent between the COPY and its end reach
@@ -350,21 +492,33 @@ impl Owed {
                 let until = end.unwrap_or(self.sent.len());
                 let mut index = 0;
                 self.sent.retain(|s| {
-                    let keep = index == 0 || index >= until || *s != Sent::Sync;
+                    let keep = index == 0 || index >= until || !s.is_sync();
                     index += 1;
                     keep
                 });
                 self.copy_in = end.is_none();
             }
+            b::COMMAND_COMPLETE | b::EMPTY_QUERY_RESPONSE
+                if matches!(self.sent.front(), Some(Sent::Query(_))) =>
+            {
+                if let Some(Sent::Query(stamp)) = self.sent.front() {
+                    heard.event = Some(Event::Done(At {
+                        request: stamp.request,
+                        statement: self.query_statement,
+                    }));
+                    self.query_statement += 1;
+                }
+            }
             tag => {
-                if let Some(Sent::Extended(step, _)) = self.sent.front() {
+                if let Some(Sent::Extended(step, stamp)) = self.sent.front() {
                     if step.completed_by(tag) {
+                        heard.event = Some(Event::Done(At::message(stamp.request)));
                         self.sent.pop_front();
                     }
                 }
             }
         }
-        None
+        heard
     }
 }
 
@@ -388,19 +542,74 @@ fn command_rows(body: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn run(steps: &[(char, u8)]) -> Owed {
-        let mut owed = Owed::default();
+    /// Stamps for a dialogue's client messages: ids in order, a new epoch
+    /// after each Sync and Query.
+    #[derive(Debug, Default)]
+    struct Stamps {
+        next: u64,
+        epoch: u64,
+    }
+
+    impl Stamps {
+        fn stamp(&mut self, tag: u8) -> Stamp {
+            self.next += 1;
+            let stamp = Stamp {
+                request: self.next,
+                epoch: self.epoch,
+            };
+            if matches!(tag, f::SYNC | f::QUERY | f::FUNCTION_CALL) {
+                self.epoch += 1;
+            }
+            stamp
+        }
+    }
+
+    /// An Owed with its stamps, driven step by step.
+    #[derive(Debug, Default)]
+    struct Dialogue {
+        owed: Owed,
+        stamps: Stamps,
+    }
+
+    impl Dialogue {
+        fn client(&mut self, tag: u8) -> Stamp {
+            let stamp = self.stamps.stamp(tag);
+            self.owed.client_sent(tag, stamp);
+            stamp
+        }
+
+        fn refused(&mut self, extended: bool, error: Bytes) {
+            let tag = if extended { f::PARSE } else { f::QUERY };
+            let stamp = self.stamps.stamp(tag);
+            self.owed.client_refused(extended, error, stamp);
+        }
+
+        fn server(&mut self, tag: u8) -> Option<Bytes> {
+            self.owed.server_sent(tag).refusal
+        }
+
+        fn settled(&self) -> bool {
+            self.owed.settled()
+        }
+
+        fn answer_coming(&self) -> bool {
+            self.owed.answer_coming()
+        }
+    }
+
+    fn run(steps: &[(char, u8)]) -> Dialogue {
+        let mut dialogue = Dialogue::default();
         for &(side, tag) in steps {
             match side {
                 'c' => {
-                    owed.client_sent(tag);
+                    dialogue.client(tag);
                 }
                 _ => {
-                    owed.server_sent(tag);
+                    dialogue.server(tag);
                 }
             }
         }
-        owed
+        dialogue
     }
 
     #[test]
@@ -488,6 +697,20 @@ mod tests {
     }
 
     #[test]
+    fn what_follows_an_extended_error_before_its_sync_is_never_answered() {
+        // The error comes back before the client sent the rest.
+        let mut owed = run(&[('c', b'P'), ('s', b'E')]);
+        assert!(owed.owed.skipping());
+        owed.client(b'Q');
+        owed.refused(false, Bytes::from_static(b"refusal"));
+        assert!(!owed.answer_coming(), "{owed:?}");
+        owed.client(b'S');
+        assert!(!owed.owed.skipping());
+        owed.server(b'Z');
+        assert!(owed.settled(), "{owed:?}");
+    }
+
+    #[test]
     fn parse_and_flush_then_a_query() {
         let owed = run(&[
             ('c', b'P'),
@@ -504,46 +727,46 @@ mod tests {
         let error = Bytes::from_static(b"refusal");
         // A refused simple Query after an allowed one.
         let mut owed = run(&[('c', b'Q')]);
-        owed.client_refused(false, error.clone());
-        assert_eq!(owed.server_sent(b'E'), None, "the first Query's own error");
-        owed.server_sent(b'Z');
-        assert_eq!(owed.server_sent(b'E'), Some(error.clone()));
-        assert_eq!(owed.server_sent(b'E'), None);
-        owed.server_sent(b'Z');
+        owed.refused(false, error.clone());
+        assert_eq!(owed.server(b'E'), None, "the first Query's own error");
+        owed.server(b'Z');
+        assert_eq!(owed.server(b'E'), Some(error.clone()));
+        assert_eq!(owed.server(b'E'), None);
+        owed.server(b'Z');
         assert!(owed.settled());
 
         // Parse Bind Execute (rows) then a refused Parse in the same batch.
         let mut owed = run(&[('c', b'P'), ('c', b'B'), ('c', b'E')]);
-        owed.client_refused(true, error.clone());
+        owed.refused(true, error.clone());
         for tag in [b'B', b'E', b'S'] {
-            owed.client_sent(tag);
+            owed.client(tag);
         }
         for tag in [b'1', b'2', b'D', b'D', b'C'] {
-            assert_eq!(owed.server_sent(tag), None);
+            assert_eq!(owed.server(tag), None);
         }
-        assert_eq!(owed.server_sent(b'E'), Some(error.clone()));
-        owed.server_sent(b'Z');
+        assert_eq!(owed.server(b'E'), Some(error.clone()));
+        owed.server(b'Z');
         assert!(owed.settled(), "{owed:?}");
 
         // The Execute before it fails: the refused Parse is skipped unheard.
         let mut owed = run(&[('c', b'P'), ('c', b'B'), ('c', b'E')]);
-        owed.client_refused(true, error.clone());
-        owed.client_sent(b'S');
+        owed.refused(true, error.clone());
+        owed.client(b'S');
         for tag in [b'1', b'2'] {
-            owed.server_sent(tag);
+            owed.server(tag);
         }
-        assert_eq!(owed.server_sent(b'E'), None, "the Execute's own error");
-        owed.server_sent(b'Z');
+        assert_eq!(owed.server(b'E'), None, "the Execute's own error");
+        owed.server(b'Z');
         assert!(owed.settled(), "{owed:?}");
 
         // Describe of a statement answers with 't' then 'T' or 'n'.
         let mut owed = run(&[('c', b'P'), ('c', b'D')]);
-        owed.client_refused(true, error.clone());
-        owed.client_sent(b'S');
+        owed.refused(true, error.clone());
+        owed.client(b'S');
         for tag in [b'1', b't', b'n'] {
-            owed.server_sent(tag);
+            owed.server(tag);
         }
-        assert_eq!(owed.server_sent(b'E'), Some(error));
+        assert_eq!(owed.server(b'E'), Some(error));
     }
 
     #[test]
@@ -559,20 +782,37 @@ mod tests {
     /// `('c', tag, seqs)` forwards a message (a ticket when `seqs` is not
     /// empty), a server step `('s', tag, body)` answers. Returns the
     /// completions, as (seq, rows, sqlstate).
-    fn audited(steps: &[(char, u8, &[u8], &[u64])]) -> Vec<(u64, Option<u64>, Option<String>)> {
-        let mut owed = Owed::default();
+    fn audited(
+        steps: &[(char, u8, &[u8], &[u64])],
+    ) -> Vec<(u64, Option<u64>, Option<String>, bool)> {
+        let mut dialogue = Dialogue::default();
         let mut done = Vec::new();
         for &(side, tag, body, seqs) in steps {
             if side == 'c' {
-                owed.client_sent(tag);
+                let stamp = dialogue.client(tag);
                 if !seqs.is_empty() {
-                    owed.expect(Ticket::new(tag, seqs.iter().copied()));
+                    let mut skipped = Vec::new();
+                    dialogue.owed.expect(
+                        Ticket::new(tag, stamp.request, seqs.iter().copied()),
+                        &mut skipped,
+                    );
+                    done.extend(
+                        skipped
+                            .into_iter()
+                            .map(|c| (c.seq, c.rows, c.sqlstate, c.executed)),
+                    );
                 }
             } else {
-                if let Some(c) = owed.completion(tag, body, body.len() + 5) {
-                    done.push((c.seq, c.rows, c.sqlstate));
-                }
-                owed.server_sent(tag);
+                let mut completed = Vec::new();
+                dialogue
+                    .owed
+                    .completion(tag, body, body.len() + 5, &mut completed);
+                done.extend(
+                    completed
+                        .into_iter()
+                        .map(|c| (c.seq, c.rows, c.sqlstate, c.executed)),
+                );
+                dialogue.owed.server_sent(tag);
             }
         }
         done
@@ -600,9 +840,10 @@ mod tests {
         assert_eq!(
             done,
             [
-                (1, Some(1), None),
-                (2, None, Some("22012".into())),
-                (4, Some(5), None)
+                (1, Some(1), None, true),
+                (2, None, Some("22012".into()), true),
+                (3, None, None, false),
+                (4, Some(5), None, true)
             ]
         );
     }
@@ -632,7 +873,14 @@ mod tests {
             ('s', b'C', b"UPDATE 0\0", &[]),
             ('s', b'Z', b"I", &[]),
         ]);
-        assert_eq!(done, [(2, Some(2), None), (3, Some(0), None)]);
+        assert_eq!(
+            done,
+            [
+                (1, None, None, false),
+                (2, Some(2), None, true),
+                (3, Some(0), None, true)
+            ]
+        );
     }
 
     #[test]
@@ -655,9 +903,9 @@ mod tests {
         assert_eq!(
             done,
             [
-                (1, Some(1), None),
-                (2, None, Some("23505".into())),
-                (3, None, None)
+                (1, Some(1), None, true),
+                (2, None, Some("23505".into()), true),
+                (3, None, None, true)
             ]
         );
     }

@@ -70,3 +70,17 @@ pub(super) fn refusal(decision: &Decision, analysis: &Analysis) -> Bytes {
     backend::error_response(&mut out, &report);
     out.freeze()
 }
+
+/// A refusal that keeps what Vigil and the server agree on: a name Vigil
+/// cannot vouch for, or a text it cannot be sure how the server reads.
+pub(super) fn integrity_refusal(code: &str, rule: &str, reason: &str, hint: &str) -> Bytes {
+    warn!(
+        rule,
+        reason, "statement refused to keep Vigil and the server in step"
+    );
+    let message = format!("Vigil refused this statement (rule {rule}): {reason}");
+    let report = Report::new(Severity::Error, code, &message).hint(hint);
+    let mut out = BytesMut::new();
+    backend::error_response(&mut out, &report);
+    out.freeze()
+}

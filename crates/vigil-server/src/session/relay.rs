@@ -35,8 +35,10 @@ use vigil_wire::tags::{backend as b, frontend as f};
 use vigil_wire::{FrameReader, Next, TagSet, WireError};
 
 use super::audit::unavailable_report;
-use super::gate::{Checked, Gate, Hold, Verdict};
-use super::owed::{Owed, Ticket};
+use super::defined::{HeldName, VERIFY_SQL};
+use super::gate::{Checked, Gate, Gated, Hold, Place, Verdict};
+use super::names::Stamp;
+use super::owed::{Completion, Owed, Ticket};
 use crate::approvals::Outcome;
 use crate::live::Activity;
 use crate::masking::{Handling, Masker, Prepared as MaskedStatement, Source};
@@ -90,6 +92,8 @@ const STAND_IN_NAME: &[u8] = b"vigil_refused";
 struct Message {
     /// Its bytes in `from_client`.
     range: Range<usize>,
+    /// Its place in the stream (a streamed chunk shares its message's).
+    stamp: Stamp,
     /// Its tag; `None` for the continuation of a streamed message.
     tag: Option<u8>,
     verdict: Verdict,
@@ -156,6 +160,22 @@ pub(crate) struct Relay {
     notices: BytesMut,
     /// Server frames stream only above this size once results are masked.
     masked_stream_above: usize,
+    /// The id of the last client message checked.
+    request: u64,
+    /// The current epoch: it moves on after each Sync, Query and
+    /// FunctionCall, the messages an error does not make the server skip past.
+    epoch: u64,
+    /// The last Sync, Query or FunctionCall checked.
+    closed_through: u64,
+    /// A client message waits, unchecked, for the server to answer what
+    /// came before it.
+    waiting: bool,
+    /// Statements the server just finished, for their audit completions.
+    done: Vec<Completion>,
+    /// Vigil's own question about the names the session holds is on its
+    /// way (after code Vigil cannot see into ran), with the answer so far;
+    /// `None` inside when the answer could not be read.
+    verifying: Option<Option<Vec<HeldName>>>,
     pub(crate) stats: Stats,
 }
 
@@ -209,6 +229,12 @@ impl Relay {
             masker,
             notices: BytesMut::new(),
             masked_stream_above,
+            request: 0,
+            epoch: 0,
+            closed_through: 0,
+            waiting: false,
+            done: Vec::new(),
+            verifying: None,
             stats: Stats::default(),
         }
     }
@@ -301,6 +327,11 @@ impl Relay {
             // While a statement waits for approval the client is still
             // read (not checked): its disconnect withdraws the request.
             let reading = match &self.held {
+                // A message waiting for the server's answers is held whole
+                // in `from_client`: read on only a little past it, so a
+                // client pipelining more than it reads cannot stall the
+                // answers it waits for.
+                None if self.waiting => self.from_client.len() < HIGH_WATER,
                 None => self.to_upstream.len() < HIGH_WATER,
                 Some(held) => held.for_approval && self.from_client.len() < HIGH_WATER,
             };
@@ -339,9 +370,20 @@ impl Relay {
                         if let Some(reason) = self.unsafe_setting.take() {
                             return Poll::Ready(Ok(End::Unsafe(reason)));
                         }
+                        // What the server said may settle a waiting message.
+                        if self.waiting {
+                            if let Err(violation) = self.forward_client_frames() {
+                                return Poll::Ready(Ok(End::Violation(violation)));
+                            }
+                        }
                     }
                     Poll::Pending => {}
                 }
+            }
+
+            match self.verify_names() {
+                Ok(asked) => progress |= asked,
+                Err(reason) => return Poll::Ready(Ok(End::Unsafe(reason))),
             }
 
             if draining && self.idle() && self.to_client.is_empty() {
@@ -357,9 +399,10 @@ impl Relay {
     /// passes them on, once the audit events of the statements among them
     /// are stored (at once when audit is off or in `fast` mode).
     fn forward_client_frames(&mut self) -> Result<(), WireError> {
-        if self.held.is_some() || self.terminated {
+        if self.held.is_some() || self.terminated || self.verifying.is_some() {
             return Ok(());
         }
+        self.waiting = false;
         // The previous batch's vector, empty: no allocation per batch.
         let mut messages = std::mem::take(&mut self.spare);
         let read_at = Instant::now();
@@ -369,13 +412,34 @@ impl Relay {
             match self.client_frames.next(&self.from_client[offset..]) {
                 Ok(Next::Frame { tag, len }) => {
                     let range = offset..offset + len;
-                    offset += len;
                     let first_event = events.len();
                     let body = &self.from_client[range.start + 5..range.end];
-                    let checked = check(&mut self.gate, tag, body, &mut events)?;
+                    let place = Place {
+                        stamp: Stamp {
+                            request: self.request + 1,
+                            epoch: self.epoch,
+                        },
+                        closed_through: self.closed_through,
+                        fresh: self.request == self.closed_through,
+                        skipped: self.owed.skipping() && tag != f::SYNC,
+                    };
+                    let checked = match check(&mut self.gate, tag, body, place, &mut events)? {
+                        Gated::Checked(checked) => checked,
+                        Gated::Wait => {
+                            self.waiting = true;
+                            break;
+                        }
+                    };
+                    offset += len;
+                    self.request = place.stamp.request;
+                    if matches!(tag, f::SYNC | f::QUERY | f::FUNCTION_CALL) {
+                        self.epoch += 1;
+                        self.closed_through = place.stamp.request;
+                    }
                     let runs = checked.runs.map(|seqs| (seqs, first_event..events.len()));
                     messages.push(Message {
                         range,
+                        stamp: place.stamp,
                         tag: Some(tag),
                         verdict: checked.verdict,
                         runs,
@@ -389,6 +453,10 @@ impl Relay {
                 Ok(Next::Chunk { len, .. }) => {
                     messages.push(Message {
                         range: offset..offset + len,
+                        stamp: Stamp {
+                            request: self.request,
+                            epoch: self.epoch,
+                        },
                         tag: None,
                         verdict: Verdict::Forward,
                         runs: None,
@@ -529,7 +597,7 @@ impl Relay {
                         self.gate.refused += 1;
                         verdict = Verdict::Refuse(unavailable_report(error));
                     }
-                    None => ticket = Some(Ticket::new(tag, seqs)),
+                    None => ticket = Some(Ticket::new(tag, message.stamp.request, seqs)),
                 }
             }
             // A statement already refused (its audit event was not stored)
@@ -552,20 +620,23 @@ impl Relay {
             match verdict {
                 Verdict::Forward => {
                     let body = &self.from_client[message.range.start + 5..message.range.end];
-                    let id = self.owed.client_sent(tag);
+                    self.owed.client_sent(tag, message.stamp);
                     if let Some(masker) = &mut self.masker {
-                        masker_sent(masker, id, tag, body, message.masks);
+                        masker_sent(masker, message.stamp.request, tag, body, message.masks);
                     }
                     self.to_upstream
                         .extend_from_slice(&self.from_client[message.range]);
                     if let Some(ticket) = ticket {
-                        self.owed.expect(ticket);
+                        self.owed.expect(ticket, &mut self.done);
+                        for done in self.done.drain(..) {
+                            self.gate.completed(done);
+                        }
                     }
                     if matches!(tag, f::QUERY | f::FUNCTION_CALL | f::EXECUTE) {
                         self.gate.live.session().set_activity(Activity::Active);
                     }
                 }
-                Verdict::Refuse(error) => self.refuse(tag, message.range, error),
+                Verdict::Refuse(error) => self.refuse(tag, message.range, error, message.stamp),
             }
             if matches!(tag, f::QUERY | f::FUNCTION_CALL | f::EXECUTE) {
                 self.stats.queries += 1;
@@ -584,21 +655,24 @@ impl Relay {
     /// Sends the server a stand-in for a refused message, one it rejects
     /// without running anything, and arranges for the client to hear `error`
     /// in place of the server's.
-    fn refuse(&mut self, tag: u8, range: Range<usize>, error: Bytes) {
+    fn refuse(&mut self, tag: u8, range: Range<usize>, error: Bytes, stamp: Stamp) {
+        let extended = matches!(
+            tag,
+            f::PARSE | f::BIND | f::DESCRIBE | f::EXECUTE | f::CLOSE
+        );
         match tag {
             f::PARSE => {
                 let body = &self.from_client[range.start + 5..range.end];
                 let name = ParseMessage::parse(body).map_or(&b""[..], |p| p.name);
                 vigil_wire::backend::parse(&mut self.to_upstream, name, STAND_IN);
             }
-            // An Execute's portal stays as it is; the batch fails to Sync.
-            f::EXECUTE => {
+            // Names stay as they are; the batch fails to Sync.
+            _ if extended => {
                 vigil_wire::backend::parse(&mut self.to_upstream, STAND_IN_NAME, STAND_IN)
             }
             _ => vigil_wire::backend::query(&mut self.to_upstream, STAND_IN),
         }
-        self.owed
-            .client_refused(matches!(tag, f::PARSE | f::EXECUTE), error);
+        self.owed.client_refused(extended, error, stamp);
     }
 
     fn forward_upstream_frames(&mut self) -> Result<(), WireError> {
@@ -609,6 +683,16 @@ impl Relay {
                 Ok(Next::Frame { tag, len }) => {
                     let frame = offset..offset + len;
                     offset += len;
+                    if self.owed.answering_internal() && tag != b::PARAMETER_STATUS {
+                        // Vigil's own question: the client never sees it.
+                        self.to_client
+                            .extend_from_slice(&self.from_upstream[copied..frame.start]);
+                        copied = frame.end;
+                        if let Err(reason) = self.internal_answer(tag, frame) {
+                            self.unsafe_setting = Some(reason);
+                        }
+                        continue;
+                    }
                     let body = &self.from_upstream[frame.start + 5..frame.end];
                     let handling = match (&mut self.masker, &self.gate.masks) {
                         (Some(masker), Some(masks)) => {
@@ -616,13 +700,24 @@ impl Relay {
                         }
                         _ => Handling::Pass,
                     };
-                    if let Some(mut done) = self.owed.completion(tag, body, len) {
+                    self.owed.completion(tag, body, len, &mut self.done);
+                    for mut done in self.done.drain(..) {
                         if let Some(masker) = &mut self.masker {
-                            done.masked = masker.take_finished();
+                            if done.executed {
+                                done.masked = masker.take_finished();
+                            }
                         }
                         self.gate.completed(done);
                     }
-                    if let Some(refusal) = self.owed.server_sent(tag) {
+                    let heard = self.owed.server_sent(tag);
+                    if let Some(event) = heard.event {
+                        let status = match tag {
+                            b::READY_FOR_QUERY if len == 6 => self.from_upstream[frame.start + 5],
+                            _ => self.status,
+                        };
+                        self.gate.heard(event, status, self.masker.as_mut());
+                    }
+                    if let Some(refusal) = heard.refusal {
                         // The server's rejection of the stand-in: the client
                         // hears Vigil's refusal instead.
                         self.to_client
@@ -650,16 +745,13 @@ impl Relay {
                     match tag {
                         b::READY_FOR_QUERY if len == 6 => {
                             self.status = self.from_upstream[frame.start + 5];
-                            if self.status == b'I' {
-                                self.gate.transaction_ended();
-                            }
                             if self.owed.settled() {
                                 self.gate.live.session().set_activity(Activity::Idle);
                             }
                         }
                         b::PARAMETER_STATUS => {
-                            let body = &self.from_upstream[frame.start + 5..frame.end];
-                            if let Some(reason) = unsafe_parameter_status(body) {
+                            let body = self.from_upstream[frame.start + 5..frame.end].to_vec();
+                            if let Some(reason) = self.parameter_status(&body) {
                                 self.unsafe_setting = Some(reason);
                             }
                         }
@@ -673,6 +765,14 @@ impl Relay {
                     end,
                 }) => {
                     offset += len;
+                    if self.owed.answering_internal() {
+                        // Too large to read: the answer cannot be trusted.
+                        self.to_client
+                            .extend_from_slice(&self.from_upstream[copied..offset - len]);
+                        copied = offset;
+                        self.verifying = Some(None);
+                        continue;
+                    }
                     if start && self.masker.as_ref().is_some_and(|m| m.needs_whole(tag)) {
                         // Fail closed: a value that needs masking is never
                         // passed on unread.
@@ -684,7 +784,8 @@ impl Relay {
                         });
                     }
                     if start {
-                        if let Some(done) = self.owed.completion(tag, &[], len) {
+                        self.owed.completion(tag, &[], len, &mut self.done);
+                        for done in self.done.drain(..) {
                             self.gate.completed(done);
                         }
                     } else {
@@ -692,7 +793,9 @@ impl Relay {
                     }
                     if end {
                         // Too large to be the answer to a stand-in.
-                        let _ = self.owed.server_sent(tag);
+                        if let Some(event) = self.owed.server_sent(tag).event {
+                            self.gate.heard(event, self.status, self.masker.as_mut());
+                        }
                     }
                 }
                 Ok(Next::Incomplete { want }) => {
@@ -720,6 +823,82 @@ impl Relay {
         result
     }
 
+    /// Asks the server which prepared statements and cursors it holds, when
+    /// code Vigil cannot see into ran and a message needs to know, once the
+    /// server has answered everything before. `Ok(true)`: asked now.
+    fn verify_names(&mut self) -> Result<bool, String> {
+        if self.verifying.is_some()
+            || !self.gate.wants_verification(self.waiting)
+            || !self.owed.settled()
+            || self.owed.skipping()
+            || self.held.is_some()
+            || self.terminated
+        {
+            return Ok(false);
+        }
+        if self.status == b'E' {
+            // A failed transaction answers nothing: nothing can be vouched for.
+            return match self.gate.verified(None) {
+                Some(reason) => Err(reason),
+                None => {
+                    self.forward_client_frames().map_err(|e| e.to_string())?;
+                    Ok(true)
+                }
+            };
+        }
+        self.request += 1;
+        let stamp = Stamp {
+            request: self.request,
+            epoch: self.epoch,
+        };
+        self.epoch += 1;
+        self.closed_through = stamp.request;
+        vigil_wire::backend::query(&mut self.to_upstream, VERIFY_SQL);
+        self.owed.internal_sent(stamp);
+        self.verifying = Some(Some(Vec::new()));
+        Ok(true)
+    }
+
+    /// One message of the server's answer to Vigil's own question.
+    fn internal_answer(&mut self, tag: u8, frame: Range<usize>) -> Result<(), String> {
+        let body = &self.from_upstream[frame.start + 5..frame.end];
+        match tag {
+            b::DATA_ROW => {
+                let row = held_row(body);
+                match (&mut self.verifying, row) {
+                    (Some(Some(rows)), Some(row)) => rows.push(row),
+                    (verifying, _) => *verifying = Some(None),
+                }
+            }
+            b::ERROR_RESPONSE => self.verifying = Some(None),
+            b::READY_FOR_QUERY => {
+                let heard = self.owed.server_sent(tag);
+                if let Some(event) = heard.event {
+                    self.gate.heard(event, self.status, self.masker.as_mut());
+                }
+                let answer = self.verifying.take().flatten();
+                if let Some(reason) = self.gate.verified(answer.as_deref()) {
+                    return Err(reason);
+                }
+                // The messages waiting for it are checked now.
+                self.waiting = true;
+                return Ok(());
+            }
+            _ => {}
+        }
+        self.owed.server_sent(tag);
+        Ok(())
+    }
+
+    /// A ParameterStatus from the server: why the session can no longer be
+    /// followed, if that is what it says.
+    fn parameter_status(&mut self, body: &[u8]) -> Option<String> {
+        let mut parts = body.split(|&b| b == 0);
+        let name = std::str::from_utf8(parts.next()?).ok()?;
+        let value = std::str::from_utf8(parts.next()?).ok()?;
+        unsafe_setting(name, value).or_else(|| self.gate.parameter_status(name, value))
+    }
+
     /// Queues Vigil's own last word to the client, unless the client is in the
     /// middle of a streamed server message, where it would read as garbage.
     pub(crate) fn tell_client(&mut self, error: &SessionError) {
@@ -739,7 +918,7 @@ impl Relay {
     }
 }
 
-/// Tells the masker about a forwarded client message with protocol id `id`.
+/// Tells the masker about a forwarded client message with request id `id`.
 fn masker_sent(
     masker: &mut Masker,
     id: u64,
@@ -750,12 +929,6 @@ fn masker_sent(
     let name = |rest: &[u8]| rest.split(|&b| b == 0).next().unwrap_or_default().to_vec();
     match tag {
         f::QUERY => masker.expect(id, Source::Query(masks)),
-        f::PARSE => {
-            let name = ParseMessage::parse(body).map_or(Vec::new(), |p| p.name.to_vec());
-            let prepared = masks.and_then(|m| m.into_iter().next()).map(Arc::new);
-            masker.parse(&name, prepared);
-        }
-        f::BIND => masker.bind(body),
         f::DESCRIBE => {
             if let Some((&kind, rest)) = body.split_first() {
                 masker.expect(
@@ -767,50 +940,71 @@ fn masker_sent(
                 );
             }
         }
-        f::EXECUTE => masker.expect(id, Source::Execute { portal: name(body) }),
-        f::CLOSE => {
-            if let Some((&kind, rest)) = body.split_first() {
-                masker.close(kind, &name(rest));
-            }
+        f::EXECUTE => {
+            let masks = masks.and_then(|m| m.into_iter().next()).map(Box::new);
+            masker.expect(
+                id,
+                Source::Execute {
+                    portal: name(body),
+                    masks,
+                },
+            )
         }
+        // Parse, Bind and Close reach masking when the server confirms them.
         _ => {}
     }
 }
 
-/// The gate's verdict on one client message.
+/// The gate's verdict on one client message at `place`.
 fn check(
     gate: &mut Gate,
     tag: u8,
     body: &[u8],
+    place: Place,
     events: &mut Vec<AuditEvent>,
-) -> Result<Checked, WireError> {
-    let forward = Checked::forward;
+) -> Result<Gated, WireError> {
+    let name = |rest: &[u8]| rest.split(|&b| b == 0).next().unwrap_or_default().to_vec();
     Ok(match tag {
-        f::QUERY => gate.query(query_text(body)?, events),
+        f::QUERY => gate.query(query_text(body)?, place, events),
         f::PARSE => {
             let parse = ParseMessage::parse(body)?;
-            gate.parse(parse.name, parse.query, events)
+            gate.parse(parse.name, parse.query, place, events)
         }
-        f::FUNCTION_CALL => gate.function_call(events),
+        f::FUNCTION_CALL => gate.function_call(place, events),
         f::BIND => {
             let mut names = body.splitn(3, |&b| b == 0);
-            if let (Some(portal), Some(statement)) = (names.next(), names.next()) {
-                gate.bind(portal, statement, body);
+            match (names.next(), names.next()) {
+                (Some(portal), Some(statement)) => {
+                    gate.bind(portal, statement, body, place, events)
+                }
+                // Malformed: the server rejects it.
+                _ => Checked::forward(None).into(),
             }
-            forward(None)
         }
-        f::EXECUTE => {
-            let portal = body.split(|&b| b == 0).next().unwrap_or_default();
-            gate.execute(portal, events)
-        }
-        f::CLOSE => {
-            if let Some((&kind, rest)) = body.split_first() {
-                gate.close(kind, rest.split(|&b| b == 0).next().unwrap_or_default());
-            }
-            forward(None)
-        }
-        _ => forward(None),
+        f::EXECUTE => gate.execute(&name(body), place, events),
+        f::CLOSE => match body.split_first() {
+            Some((&kind, rest)) => gate.close(kind, &name(rest), place),
+            None => Checked::forward(None).into(),
+        },
+        _ => Checked::forward(None).into(),
     })
+}
+
+/// One row of the answer to [`VERIFY_SQL`]: three text columns.
+fn held_row(body: &[u8]) -> Option<HeldName> {
+    let mut rest = body;
+    let count = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?);
+    rest = &rest[2..];
+    let mut columns = Vec::with_capacity(3);
+    for _ in 0..count {
+        let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        rest = &rest[4..];
+        let len = usize::try_from(len).ok()?;
+        columns.push(rest.get(..len)?.to_vec());
+        rest = &rest[len..];
+    }
+    let [kind, name, text]: [Vec<u8>; 3] = columns.try_into().ok()?;
+    Some((*kind.first()?, name, String::from_utf8(text).ok()?))
 }
 
 /// Why the server's parameters (as reported at startup) make the session
@@ -819,13 +1013,6 @@ pub(crate) fn unsafe_parameters(parameters: &[(String, String)]) -> Option<Strin
     parameters
         .iter()
         .find_map(|(name, value)| unsafe_setting(name, value))
-}
-
-fn unsafe_parameter_status(body: &[u8]) -> Option<String> {
-    let mut parts = body.split(|&b| b == 0);
-    let name = std::str::from_utf8(parts.next()?).ok()?;
-    let value = std::str::from_utf8(parts.next()?).ok()?;
-    unsafe_setting(name, value)
 }
 
 fn unsafe_setting(name: &str, value: &str) -> Option<String> {

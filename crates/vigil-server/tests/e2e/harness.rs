@@ -427,6 +427,17 @@ impl RawClient {
     /// Logs in, sending `pipelined` in the same write as the last SCRAM
     /// message, as a client may before it has seen ReadyForQuery.
     pub fn login_pipelined(port: u16, user: &str, password: &str, pipelined: &[u8]) -> RawClient {
+        RawClient::login_with(port, user, password, &[], pipelined)
+    }
+
+    /// Logs in with more startup parameters (`application_name` …).
+    pub fn login_with(
+        port: u16,
+        user: &str,
+        password: &str,
+        parameters: &[(&str, &str)],
+        pipelined: &[u8],
+    ) -> RawClient {
         use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
         use postgres_protocol::message::frontend;
         use std::io::Write;
@@ -436,7 +447,9 @@ impl RawClient {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         let mut out = bytes::BytesMut::new();
-        frontend::startup_message([("user", user), ("database", "demo")], &mut out).unwrap();
+        let mut startup = vec![("user", user), ("database", "demo")];
+        startup.extend_from_slice(parameters);
+        frontend::startup_message(startup, &mut out).unwrap();
         stream.write_all(&out).unwrap();
         let mut scram = None;
         let mut key = (0, 0);

@@ -74,7 +74,8 @@ const SIMPLE_ATTACKS: &[(&str, &str)] = &[
     ),
     ("COPY (DELETE FROM users RETURNING *) TO STDOUT", "42501"),
     ("PREPARE p AS DELETE FROM users", "42501"),
-    ("EXECUTE p", "42501"),
+    // p was never prepared (its PREPARE was refused): the server's own code.
+    ("EXECUTE p", "26000"),
     ("DO $$ BEGIN EXECUTE 'DROP TABLE users'; END $$", "42501"),
     ("SELECT run_sql('DROP TABLE users')", "42501"),
     ("SELECT public.run_sql('TRUNCATE users')", "42501"),
@@ -169,9 +170,15 @@ async fn attacks_over_the_extended_protocol_are_refused_and_change_nothing() {
         let db_error = error
             .as_db_error()
             .unwrap_or_else(|| panic!("{sql}: {error}"));
+        // A Parse is judged before any Execute looks its name up: an
+        // EXECUTE of a name not known then is of unknown class.
+        let code = match *sql {
+            "EXECUTE p" => "42501",
+            _ => code,
+        };
         assert_eq!(
             db_error.code().code(),
-            *code,
+            code,
             "{sql}: {}",
             db_error.message()
         );

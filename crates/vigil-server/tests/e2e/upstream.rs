@@ -3,16 +3,13 @@
 //! helpers the impostor and client-TLS tests share.
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
 
-use crate::harness::{config_toml, make_certs, stderr, stdout, Proxy, TempDir, ALICE_PASSWORD};
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+use crate::harness::{config_toml, make_certs, Proxy, TempDir, ALICE_PASSWORD};
 
 /// A login role in the test cluster and the password it was created with.
 struct Role {
@@ -49,69 +46,55 @@ host    all      svc_clear  127.0.0.1/32  password
 ";
 
 /// A PostgreSQL cluster of the test's own, so it can demand passwords and TLS
-/// without touching the machine's server. Stopped immediately on drop.
+/// without touching the machine's server.
 struct Cluster {
-    port: u16,
-    data: PathBuf,
+    server: crate::cluster::Cluster,
     /// The CA that signed the server's certificate (for `localhost`/127.0.0.1).
     ca: PathBuf,
-    // Declared last: the directory goes only after Drop has stopped the server.
-    dir: TempDir,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = crate::cluster::Cluster;
+    fn deref(&self) -> &Self::Target {
+        &self.server
+    }
 }
 
 impl Cluster {
     fn start() -> Cluster {
-        let dir = TempDir::new("upstream");
-        let data = dir.0.join("data");
-        let certs = dir.0.join("certs");
-        std::fs::create_dir(&certs).unwrap();
-        chown_to_postgres(&dir.0);
         // Key generation and initdb each take about half a second; overlap them.
-        let (ca, cert, key) = std::thread::scope(|scope| {
-            let made = scope.spawn(|| make_certs(&certs));
-            let out = pg_tool("initdb")
-                .args("-N -A trust -U postgres -E UTF8 --locale=C -D".split(' '))
-                .arg(&data)
-                .output()
-                .expect("initdb runs");
-            assert!(out.status.success(), "initdb: {}", stderr(&out));
-            made.join().expect("make_certs")
+        let certs = TempDir::new("upstream-certs");
+        let (server, (ca, cert, key)) = std::thread::scope(|scope| {
+            let made = scope.spawn(|| make_certs(&certs.0));
+            let server = crate::cluster::Cluster::init("upstream");
+            (server, made.join().expect("make_certs"))
         });
-        std::fs::copy(cert, data.join("server.crt")).unwrap();
-        std::fs::copy(key, data.join("server.key")).unwrap();
-        chown_to_postgres(&dir.0);
+        let mut server = server;
+        let ca_kept = server.dir.0.join("ca.pem");
+        std::fs::copy(&ca, &ca_kept).unwrap();
+        std::fs::copy(cert, server.data.join("server.crt")).unwrap();
+        std::fs::copy(key, server.data.join("server.key")).unwrap();
+        server.hand_over();
         // PostgreSQL refuses a key others can read.
         let status = Command::new("chmod")
             .arg("600")
-            .arg(data.join("server.key"))
+            .arg(server.data.join("server.key"))
             .status()
             .unwrap();
         assert!(status.success(), "chmod server.key");
-
-        let settings = format!(
-            "\n# vigil e2e\n\
-             listen_addresses = '127.0.0.1'\n\
-             unix_socket_directories = '{socket_dir}'\n\
-             password_encryption = 'scram-sha-256'\n\
+        server.configure(
+            "password_encryption = 'scram-sha-256'\n\
              ssl = on\n\
              ssl_cert_file = 'server.crt'\n\
              ssl_key_file = 'server.key'\n\
-             log_connections = on\n\
-             fsync = off\n\
-             shared_buffers = 16MB\n\
-             max_connections = 20\n",
-            socket_dir = dir.0.display(),
+             log_connections = on\n",
         );
-        append(&data.join("postgresql.conf"), &settings);
-        std::fs::write(data.join("pg_hba.conf"), PG_HBA).unwrap();
-
-        let mut cluster = Cluster {
-            port: 0,
-            data,
-            ca,
-            dir,
+        std::fs::write(server.data.join("pg_hba.conf"), PG_HBA).unwrap();
+        server.start();
+        let cluster = Cluster {
+            server,
+            ca: ca_kept,
         };
-        cluster.start_on_free_port();
         cluster.admin_sql(&format!(
             "CREATE ROLE {scram} LOGIN PASSWORD '{scram_pw}';
              CREATE ROLE {tls} LOGIN PASSWORD '{tls_pw}';
@@ -139,52 +122,6 @@ impl Cluster {
             MD5_ROLE.name
         );
         cluster
-    }
-
-    /// Another test may take a probed port before the server binds it, so a
-    /// failed start is retried on a fresh port.
-    fn start_on_free_port(&mut self) {
-        let log = self.log_path();
-        for attempt in 1..=3 {
-            self.port = free_port();
-            let out = pg_tool("pg_ctl")
-                .args(["-w", "-t", "30", "-D"])
-                .arg(&self.data)
-                .arg("-l")
-                .arg(&log)
-                .args(["-o", &format!("-p {}", self.port), "start"])
-                .output()
-                .expect("pg_ctl runs");
-            if out.status.success() {
-                return;
-            }
-            assert!(
-                attempt < 3,
-                "pg_ctl start failed: {}\n{}",
-                stderr(&out),
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.0.join("server.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// Runs SQL as the superuser over the Unix socket (the only way in without a password).
-    fn admin_sql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args("-X -q -At -v ON_ERROR_STOP=1 -U postgres -d postgres -h".split(' '))
-            .arg(&self.dir.0)
-            .args(["-p", &self.port.to_string(), "-c", sql])
-            .output()
-            .expect("psql runs");
-        assert!(out.status.success(), "admin sql failed: {}", stderr(&out));
-        stdout(&out)
     }
 
     /// Returns once a backend is running `query`, failing after 10 s.
@@ -233,48 +170,6 @@ connect_timeout_ms = 5000
             "no {expected:?} in the server log:\n{log}"
         );
     }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = pg_tool("pg_ctl")
-            .args(["-m", "immediate", "-w", "-D"])
-            .arg(&self.data)
-            .arg("stop")
-            .output();
-    }
-}
-
-/// A PostgreSQL server tool run as `postgres`: initdb and the server refuse root.
-fn pg_tool(tool: &str) -> Command {
-    let mut command = Command::new("runuser");
-    command
-        .args(["-u", "postgres", "--"])
-        .arg(format!("{PG_BIN}/{tool}"));
-    command
-}
-
-fn chown_to_postgres(path: &Path) {
-    let status = Command::new("chown")
-        .args(["-R", "postgres:postgres"])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "chown {}", path.display());
-}
-
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    file.write_all(text.as_bytes()).unwrap();
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Puts `password` in an environment variable no other test uses and returns

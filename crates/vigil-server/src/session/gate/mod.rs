@@ -1,12 +1,16 @@
 //! The gate every statement passes before it is forwarded: the text is
-//! analyzed with PostgreSQL's parser and the session's policy decides. A text
-//! that cannot be read or analyzed is never forwarded.
+//! read as the server will read it, analyzed with PostgreSQL's parser, its
+//! names resolved as the server holds them, and the session's policy
+//! decides. A text that cannot be read or analyzed is never forwarded.
 //!
 //! The gate answers with the ErrorResponse the client should get for a
 //! refusal; the relay arranges for it to arrive where the server's answer to
-//! that message would have.
+//! that message would have. The entry points, one per client message, are
+//! in `messages`.
 
-use std::collections::HashMap;
+mod messages;
+
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -17,13 +21,44 @@ use vigil_sql::{Analysis, AnalyzeError, Class, Kind, Properties, Statement};
 use vigil_wire::backend::{self, Report, Severity};
 
 use super::audit::{Decided, SessionAudit};
-use super::refusal::{masking_refusal, refusal};
+use super::defined::{Defined, Found, Resolved};
+use super::names::Stamp;
+use super::reading::{NotNow, Reading};
+use super::refusal::{integrity_refusal, masking_refusal, refusal};
 use super::review::{self, Asker, Asking, Reviewed};
-use crate::approvals::{BindParameters, CancelSignal, Wait};
+use crate::approvals::{CancelSignal, Wait};
+use crate::encoding::{ClientEncoding, Unreadable};
 use crate::live::Registration;
-use crate::masking::{Prepared as MaskedStatement, SessionMasks};
+use crate::masking::{Prepared as MaskedStatement, SessionMasks, StatementMasks};
 use crate::metrics::Counted;
 use crate::{Identity, State};
+
+/// The gate's answer to one client message: checked, or to be checked
+/// again once the server has answered what came before it.
+pub(crate) enum Gated {
+    Checked(Checked),
+    Wait,
+}
+
+impl From<Checked> for Gated {
+    fn from(checked: Checked) -> Gated {
+        Gated::Checked(checked)
+    }
+}
+
+/// Where a message stands, as the gate needs to know it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place {
+    pub(crate) stamp: Stamp,
+    /// The newest request checked before this one that the server answers
+    /// with a ReadyForQuery (a Sync, Query or FunctionCall).
+    pub(crate) closed_through: u64,
+    /// It starts its batch: nothing before it in it waits for an answer.
+    pub(crate) fresh: bool,
+    /// The server discards this message unread (an extended-protocol error
+    /// came before it, and no Sync since): nothing it needs is waited for.
+    pub(crate) skipped: bool,
+}
 
 /// What to do with one client message.
 pub(crate) enum Verdict {
@@ -82,26 +117,6 @@ impl Checked {
     }
 }
 
-/// A statement prepared with Parse, as Execute will run it.
-struct Prepared {
-    analysis: Arc<Analysis>,
-    rule: Option<Arc<str>>,
-    /// The masked columns it reads.
-    masked: Vec<Vec<String>>,
-    /// Sent to review (by this rule, or the database default when `None`):
-    /// each Execute is an approval request.
-    review: Option<Option<Arc<Rule>>>,
-    /// Its text, for approvers; kept only when it is reviewed.
-    sql: Option<Arc<str>>,
-}
-
-/// A bound portal: the statement, and for a reviewed one the parameters.
-#[derive(Clone)]
-struct Portal {
-    prepared: Arc<Prepared>,
-    parameters: Option<Arc<BindParameters>>,
-}
-
 /// What the gate decided for a text.
 struct Ruling {
     action: Action,
@@ -121,18 +136,16 @@ pub(crate) struct Gate {
     search_path: SearchPath,
     pub(crate) refused: u64,
     pub(crate) audit: SessionAudit,
-    /// With audit on: prepared statements and bound portals by name, so an
-    /// Execute is recorded as the statement it runs.
-    prepared: HashMap<Vec<u8>, Arc<Prepared>>,
-    portals: HashMap<Vec<u8>, Portal>,
+    /// Prepared statements and portals, as the server holds them.
+    defined: Defined,
+    /// How the server will read the next text.
+    reading: Reading,
     /// What this session's identity sees masked; `None`: everything clear.
     pub(crate) masks: Option<Arc<SessionMasks>>,
     /// When the catalog was last asked to be read again.
     catalog_asked: Option<std::time::Instant>,
     /// Masking applies since a reload, and the catalog is still being read.
     masks_pending: bool,
-    /// In a masked session: what masking made of each declared cursor's query.
-    cursors: HashMap<String, crate::masking::StatementMasks>,
     /// A CancelRequest for this session withdraws a held statement.
     pub(crate) cancel: Arc<CancelSignal>,
     /// The grants `policy` was built with: their version, and when the
@@ -151,6 +164,7 @@ impl Gate {
         audit: SessionAudit,
         masks: Option<Arc<SessionMasks>>,
         live: Registration,
+        encoding: ClientEncoding,
     ) -> Gate {
         let generation = state.generation();
         let grants_version = state.approvals.grants_version();
@@ -165,12 +179,11 @@ impl Gate {
             search_path: SearchPath::default(),
             refused: 0,
             audit,
-            prepared: HashMap::new(),
-            portals: HashMap::new(),
+            defined: Defined::default(),
+            reading: Reading::new(encoding),
             masks,
             catalog_asked: None,
             masks_pending: false,
-            cursors: HashMap::new(),
             cancel: Arc::default(),
             grants_version,
             grants_end,
@@ -196,142 +209,6 @@ impl Gate {
         self.state.refresh_catalog(&self.database);
     }
 
-    /// A simple-protocol Query's text.
-    pub(crate) fn query(&mut self, sql: &[u8], events: &mut Vec<AuditEvent>) -> Checked {
-        match self.analyze(sql, events) {
-            Ok(analysis) => {
-                // Analyzed, so UTF-8.
-                let text = std::str::from_utf8(sql).unwrap_or_default();
-                let asking = Asking {
-                    sql: text,
-                    parameters: None,
-                };
-                self.decide(&analysis, Some(events), Some(asking)).0
-            }
-            Err(refused) => refused,
-        }
-    }
-
-    /// A Parse: decided now, recorded when an Execute runs it.
-    pub(crate) fn parse(
-        &mut self,
-        name: &[u8],
-        sql: &[u8],
-        events: &mut Vec<AuditEvent>,
-    ) -> Checked {
-        self.prepared.remove(name);
-        let analysis = match self.analyze(sql, events) {
-            Ok(analysis) => analysis,
-            Err(refused) => return refused,
-        };
-        let (checked, decision) = self.decide(&analysis, None, None);
-        let rule = decision.rule;
-        if let Verdict::Forward = checked.verdict {
-            // Preparing runs nothing: a reviewed statement is asked about
-            // at each Execute, with its parameters.
-            let review = (decision.action == Action::Review).then_some(decision.source);
-            // Kept even with audit off: each Execute is counted as the
-            // statement it runs.
-            {
-                let masked = masked_names(checked.masks.as_deref());
-                let sql = review
-                    .is_some()
-                    .then(|| Arc::from(String::from_utf8_lossy(sql).as_ref()));
-                let prepared = Arc::new(Prepared {
-                    analysis,
-                    rule,
-                    masked,
-                    review,
-                    sql,
-                });
-                self.prepared.insert(name.to_vec(), prepared);
-            }
-        } else {
-            // Recorded now: no Execute will run it.
-            let decided = Decided {
-                action: decision.action,
-                rule: rule.as_deref(),
-                masked: &[],
-                approval: None,
-            };
-            self.record(&analysis, &decided, events);
-        }
-        checked
-    }
-
-    /// A Bind (`body`) of `statement` into `portal`.
-    pub(crate) fn bind(&mut self, portal: &[u8], statement: &[u8], body: &[u8]) {
-        match self.prepared.get(statement) {
-            Some(prepared) => {
-                let parameters = match prepared.review {
-                    Some(_) => crate::approvals::bind_parameters(body).map(Arc::new),
-                    None => None,
-                };
-                let portal_entry = Portal {
-                    prepared: Arc::clone(prepared),
-                    parameters,
-                };
-                self.portals.insert(portal.to_vec(), portal_entry);
-            }
-            None => {
-                self.portals.remove(portal);
-            }
-        }
-    }
-
-    /// An Execute of `portal`: the audited statement it runs, held or
-    /// refused when it needs approval.
-    pub(crate) fn execute(&mut self, portal: &[u8], events: &mut Vec<AuditEvent>) -> Checked {
-        let bound = self.portals.get(portal).cloned();
-        if let Some(Portal {
-            prepared,
-            parameters,
-        }) = &bound
-        {
-            if let Some(rule) = &prepared.review {
-                let asking = Asking {
-                    sql: prepared.sql.as_deref().unwrap_or_default(),
-                    parameters: parameters.as_deref(),
-                };
-                let reviewed =
-                    review::review(&self.asker(), rule.as_ref(), &prepared.analysis, &asking);
-                let decided = Decided {
-                    action: Action::Review,
-                    rule: prepared.rule.as_deref(),
-                    masked: &prepared.masked,
-                    approval: reviewed.id(),
-                };
-                let runs = self.record(&prepared.analysis, &decided, events);
-                if let Reviewed::Refused { .. } = reviewed {
-                    self.refused += 1;
-                }
-                return Checked::reviewed(reviewed, runs);
-            }
-        }
-        let prepared = match bound {
-            Some(portal) => portal.prepared,
-            // A portal Vigil did not see bound (a cursor declared in SQL):
-            // still recorded, as what Vigil knows of it.
-            None => Arc::new(Prepared {
-                analysis: Arc::new(opaque(format!(
-                    "<execute of portal {:?}>",
-                    String::from_utf8_lossy(portal)
-                ))),
-                rule: None,
-                masked: Vec::new(),
-                review: None,
-                sql: None,
-            }),
-        };
-        let decided = Decided {
-            action: Action::Allow,
-            rule: prepared.rule.as_deref(),
-            masked: &prepared.masked,
-            approval: None,
-        };
-        Checked::forward(self.record(&prepared.analysis, &decided, events))
-    }
-
     fn asker(&self) -> Asker<'_> {
         Asker {
             state: &self.state,
@@ -341,75 +218,62 @@ impl Gate {
         }
     }
 
-    /// A Close of a statement (`kind` S) or a portal (P).
-    pub(crate) fn close(&mut self, kind: u8, name: &[u8]) {
-        match kind {
-            b'S' => drop(self.prepared.remove(name)),
-            _ => drop(self.portals.remove(name)),
-        }
-    }
-
-    /// A fast-path FunctionCall: which function it runs is an OID the
-    /// analyzer cannot see, so it counts as a statement of unknown class.
-    pub(crate) fn function_call(&mut self, events: &mut Vec<AuditEvent>) -> Checked {
-        // A function called by OID may return anything: fail closed.
-        if self.masks.as_ref().is_some_and(|m| m.masks_columns()) {
-            let analysis = Arc::new(opaque("<fast-path function call>".into()));
-            let decided = Decided {
-                action: Action::Deny,
-                rule: Some("vigil.masking.unknown-lineage"),
-                masked: &[],
-                approval: None,
-            };
-            self.record(&analysis, &decided, events);
-            self.refused += 1;
-            return Checked::refuse(masking_refusal(
-                "vigil.masking.unknown-lineage",
-                "fast-path function calls may return masked values",
-            ));
-        }
-        let analysis = Arc::new(opaque("<fast-path function call>".into()));
-        let asking = Asking {
-            sql: "<fast-path function call>",
-            parameters: None,
-        };
-        self.decide(&analysis, Some(events), Some(asking)).0
-    }
-
-    /// The analysis of `sql`, or the refusal of a text that has none.
-    fn analyze(
+    /// The text of `sql` as the server will read it, and its analysis; or
+    /// why not now: it must wait, or it is refused (and recorded so).
+    fn analyze<'a>(
         &mut self,
-        sql: &[u8],
+        sql: &'a [u8],
+        place: Place,
         events: &mut Vec<AuditEvent>,
-    ) -> Result<Arc<Analysis>, Checked> {
-        let mut refused = |gate: &mut Gate, error: Bytes| {
-            // Recorded as what Vigil knows of it: the bytes, read
-            // leniently, kept out of the record when literals are.
-            let mut analysis = opaque(String::from_utf8_lossy(sql).into_owned());
-            analysis.statements[0].normalized = "<not analyzable>".into();
-            let decided = Decided {
-                action: Action::Deny,
-                rule: Some("vigil.unreadable"),
-                masked: &[],
-                approval: None,
+    ) -> Result<(Cow<'a, str>, Arc<Analysis>), Gated> {
+        let refused =
+            |gate: &mut Gate, rule: &'static str, error: Bytes, events: &mut Vec<AuditEvent>| {
+                // Recorded as what Vigil knows of it: the bytes, read
+                // leniently, kept out of the record when literals are.
+                let mut analysis = opaque(String::from_utf8_lossy(sql).into_owned());
+                analysis.statements[0].normalized = "<not analyzable>".into();
+                let decided = Decided {
+                    action: Action::Deny,
+                    rule: Some(rule),
+                    masked: &[],
+                    approval: None,
+                };
+                gate.record(&Arc::new(analysis), &decided, events);
+                Err(Gated::Checked(Checked::refuse(error)))
             };
-            gate.record(&Arc::new(analysis), &decided, events);
-            Err(Checked::refuse(error))
+        let text = match self.reading.read(sql, place.closed_through) {
+            Ok(text) => text,
+            Err(NotNow::Wait) if !place.skipped => return Err(Gated::Wait),
+            Err(NotNow::Wait | NotNow::Uncertain) => {
+                self.refused += 1;
+                let error = integrity_refusal(
+                    "42501",
+                    vigil_policy::integrity::RULE_ID,
+                    "this text would read differently if something earlier in the same batch changed standard_conforming_strings or client_encoding, and the server reports such a change only at the end of the batch",
+                    "Send it after a Sync (in its own batch), or write it with ASCII only and E'…' strings for backslashes.",
+                );
+                return refused(self, vigil_policy::integrity::RULE_ID, error, events);
+            }
+            Err(NotNow::Unreadable(unreadable)) => {
+                let (message, hint) = match unreadable {
+                    Unreadable::Invalid { encoding } => (
+                        format!("statement text is not valid in the client encoding {encoding}"),
+                        "Send text in the session's client_encoding.".to_owned(),
+                    ),
+                    Unreadable::Undecoded { encoding } => (
+                        format!("Vigil does not decode non-ASCII text in the client encoding {encoding}"),
+                        "Use client_encoding UTF8, or keep statement texts to ASCII.".to_owned(),
+                    ),
+                };
+                let error = self.refuse_unreadable("22021", &message, None, Some(&hint));
+                return refused(self, "vigil.unreadable", error, events);
+            }
         };
-        let Ok(text) = std::str::from_utf8(sql) else {
-            let error = self.refuse_unreadable(
-                "22021",
-                "statement text is not valid UTF-8",
-                None,
-                Some("Vigil reads SQL as UTF-8: connect with client_encoding=UTF8."),
-            );
-            return refused(self, error);
-        };
-        match self.state.analyzer.analyze(text) {
-            Ok(analysis) => Ok(analysis),
+        match self.state.analyzer.analyze(&text) {
+            Ok(analysis) => Ok((text, analysis)),
             Err(error) => {
                 let error = self.refuse_analysis(&error);
-                refused(self, error)
+                refused(self, "vigil.unreadable", error, events)
             }
         }
     }
@@ -423,9 +287,18 @@ impl Gate {
         analysis: &Arc<Analysis>,
         events: Option<&mut Vec<AuditEvent>>,
         asking: Option<Asking<'_>>,
+        resolved: Option<&Resolved>,
     ) -> (Checked, Ruling) {
         self.refresh();
-        let decision = self.policy.decide_on_path(analysis, &self.search_path);
+        let mut decision = self.policy.decide_on_path(analysis, &self.search_path);
+        // Preparing runs nothing: each execution is reviewed on its own.
+        let prepares_only = analysis
+            .statements
+            .iter()
+            .all(|s| matches!(s.kind, Kind::Prepare | Kind::Deallocate));
+        if decision.action == Action::Review && prepares_only && asking.is_some() {
+            decision.action = Action::Allow;
+        }
         // What may run (now, or once approved) is masked.
         let may_run = matches!(decision.action, Action::Allow | Action::Review);
         let mut masked = None;
@@ -438,9 +311,11 @@ impl Gate {
         }
         if let (true, Some(masks), None) = (may_run, self.masks.clone(), &masking_refused) {
             let mut statements = Vec::with_capacity(analysis.statements.len());
-            for statement in &analysis.statements {
+            for (i, statement) in analysis.statements.iter().enumerate() {
                 let mut prepared = MaskedStatement::new(&masks, statement);
-                self.cursor(statement, &mut prepared);
+                if let Some(fetched) = fetched_masks(resolved, i) {
+                    prepared.masks = fetched;
+                }
                 if let Some(refusal) = masks.refusal(statement, &prepared.masks) {
                     masking_refused = Some(refusal);
                     break;
@@ -512,50 +387,6 @@ impl Gate {
             _ => refusal(&decision, analysis),
         };
         (Checked::refuse(error), decided)
-    }
-
-    /// A cursor's rows are the rows of the query it was declared for: a
-    /// FETCH is masked as that query, and as a source Vigil cannot know
-    /// when the cursor was not declared in this session's sight.
-    fn cursor(&mut self, statement: &Statement, prepared: &mut MaskedStatement) {
-        // SQL EXECUTE runs a statement PREPAREd in SQL, which Vigil does
-        // not follow: its results' sources are unknown.
-        if statement.kind == Kind::Execute {
-            prepared.masks = crate::masking::StatementMasks::unknown();
-            return;
-        }
-        let Some(name) = &statement.properties.cursor else {
-            return;
-        };
-        match statement.kind {
-            // PostgreSQL refuses to declare a name that is open: the open
-            // cursor's rows then come under the masks of neither.
-            Kind::DeclareCursor if self.cursors.contains_key(name) => {
-                self.cursors
-                    .insert(name.clone(), crate::masking::StatementMasks::unknown());
-            }
-            Kind::DeclareCursor => {
-                self.cursors.insert(name.clone(), prepared.masks.clone());
-            }
-            Kind::Fetch => {
-                prepared.masks = self
-                    .cursors
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(crate::masking::StatementMasks::unknown);
-            }
-            Kind::ClosePortal if name.is_empty() => self.cursors.clear(),
-            Kind::ClosePortal => {
-                self.cursors.remove(name);
-            }
-            _ => {}
-        }
-    }
-
-    /// The session is idle outside a transaction: cursors declared without
-    /// HOLD are gone. A held one fetched later counts as unknown.
-    pub(crate) fn transaction_ended(&mut self) {
-        self.cursors.clear();
     }
 
     /// Counts `analysis`'s statements; with audit on, their events and
@@ -723,6 +554,17 @@ fn opaque(text: String) -> Analysis {
             fingerprint: String::new(),
         }],
         tags: Default::default(),
+    }
+}
+
+/// For the `i`th statement of a resolved text that fetches from a cursor:
+/// what masking makes of the cursor's rows (unknown for a cursor Vigil
+/// cannot vouch for).
+fn fetched_masks(resolved: Option<&Resolved>, i: usize) -> Option<StatementMasks> {
+    match resolved?.found.get(i)?.as_ref()? {
+        Found::Portal(portal) => Some(portal.masks().unwrap_or_else(StatementMasks::unknown)),
+        Found::Unknown => Some(StatementMasks::unknown()),
+        Found::Statement(_) => None,
     }
 }
 
