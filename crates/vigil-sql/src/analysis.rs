@@ -178,6 +178,10 @@ pub struct Properties {
     /// (`query_to_xml`, `ts_stat` …). Calling one makes the statement
     /// [`Class::Unknown`].
     pub opaque_functions: Vec<String>,
+    /// Operators used, by name as written (`=`, `||`, `pg_catalog.+`): an
+    /// unqualified one resolves, like a function, among every schema on the
+    /// search path, so a database's own overload may be the one that runs.
+    pub operators: Vec<String>,
     /// Run-time parameters the statement changes, by `SET` / `RESET` or by a
     /// `set_config(…)` call anywhere in it.
     pub settings: Vec<SettingChange>,

@@ -119,6 +119,7 @@ impl<'a> Visitor<'a> for Collector<'a> {
         match visit.node {
             NodeRef::RangeVar(rv) => self.range_var(visit, rv),
             NodeRef::FuncCall(call) => self.function(call),
+            NodeRef::AExpr(expr) => self.operator(&expr.name),
             NodeRef::ColumnRef(column) => self.column_ref(column),
             NodeRef::ResTarget(target) => self.target_column(visit, target),
             NodeRef::RangeSubselect(s) => self.other_source(s.alias.as_ref()),
@@ -416,15 +417,30 @@ impl<'a> Collector<'a> {
                 value: constant(1).map_or(SettingValue::Unknown, SettingValue::Value),
             });
         }
-        if !name.is_empty() && crate::functions::is_opaque(&name) {
-            // What a function of the database's own runs is not in the text.
-            self.class = self.class.map(|c| c.max(Class::Unknown));
-            if !self.properties.opaque_functions.contains(&name) {
-                self.properties.opaque_functions.push(name.clone());
+        if !name.is_empty() {
+            match crate::functions::class_of(&name, call.args.len()) {
+                // What it does is part of what the statement does.
+                Some(class) => self.class = self.class.map(|c| c.max(class)),
+                // What a function outside the allowlist runs is not in the text.
+                None => {
+                    self.class = self.class.map(|c| c.max(Class::Unknown));
+                    if !self.properties.opaque_functions.contains(&name) {
+                        self.properties.opaque_functions.push(name.clone());
+                    }
+                }
             }
         }
         if !name.is_empty() && !self.functions.contains(&name) {
             self.functions.push(name);
+        }
+    }
+
+    /// An operator, by the name it is called by (`OPERATOR(s.+)` counts as
+    /// qualified).
+    fn operator(&mut self, name: &'a [pb::Node]) {
+        let name = strings(name).collect::<Vec<_>>().join(".");
+        if !name.is_empty() && !self.properties.operators.contains(&name) {
+            self.properties.operators.push(name);
         }
     }
 

@@ -78,5 +78,6 @@ pub use analysis::{
 };
 pub use analyzer::{analyze_uncached, Analyzer, MAX_CACHED_LEN, STACK_NEEDED};
 pub use error::AnalyzeError;
+pub use functions::is_allowlisted;
 pub use kind::{Class, Kind, ObjectType, TransactionOp};
 pub use lexing::{prepared_statement_text, reads_differently_without_standard_strings};

@@ -9,7 +9,7 @@
 //! in the background and sessions pick it up at their next statement. Until
 //! then an unknown OID is a source Vigil cannot know, and is masked.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,13 +51,19 @@ impl RelationInfo {
     }
 }
 
-/// The relations of one database at one moment.
+/// The relations of one database at one moment, and the names of the
+/// functions and operators its users defined.
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
     pub(crate) relations: HashMap<u32, RelationInfo>,
     /// OIDs by relation name (any schema): unqualified names in SQL may
     /// resolve to any of them.
     pub(crate) by_name: HashMap<String, Vec<u32>>,
+    /// Names of functions and operators defined outside `pg_catalog` and
+    /// `information_schema` other than by an extension: an unqualified call
+    /// of one of those names may resolve to the user's overload.
+    pub(crate) user_functions: HashSet<String>,
+    pub(crate) user_operators: HashSet<String>,
 }
 
 impl Catalog {
@@ -125,6 +131,20 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.oid >= 16384 \
 ORDER BY c.oid, a.attnum";
+
+/// Functions (`f`) and operators (`o`) the database's users defined, by
+/// name; those an extension brought are installed by the DBAs and trusted
+/// as what they overload.
+const USER_ROUTINES_QUERY: &str = "\
+SELECT DISTINCT 'f', p.proname FROM pg_catalog.pg_proc p \
+WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace) \
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass \
+                  AND d.objid = p.oid AND d.deptype = 'e') \
+UNION ALL \
+SELECT DISTINCT 'o', o.oprname FROM pg_catalog.pg_operator o \
+WHERE o.oprnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace) \
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_operator'::regclass \
+                  AND d.objid = o.oid AND d.deptype = 'e')";
 
 /// One database's catalog, as sessions share it.
 #[derive(Default)]
@@ -230,10 +250,25 @@ async fn load(
     )
     .await
     .map_err(|_| UpstreamError::Timeout(db.connect_timeout_ms.max(1_000) * 6))??;
+    let routines = tokio::time::timeout(
+        Duration::from_millis(db.connect_timeout_ms.max(1_000) * 6),
+        simple_query(&mut upstream, USER_ROUTINES_QUERY),
+    )
+    .await
+    .map_err(|_| UpstreamError::Timeout(db.connect_timeout_ms.max(1_000) * 6))??;
     let mut out = BytesMut::new();
     vigil_wire::backend::terminate(&mut out);
     let _ = upstream.stream.write_all(&out).await;
-    Catalog::from_rows(rows)
+    let mut catalog = Catalog::from_rows(rows)?;
+    for row in routines {
+        if let [Some(kind), Some(name)] = row.as_slice() {
+            match kind.as_str() {
+                "f" => catalog.user_functions.insert(name.clone()),
+                _ => catalog.user_operators.insert(name.clone()),
+            };
+        }
+    }
+    Ok(catalog)
 }
 
 /// Runs one simple-protocol query and returns its rows, text format.

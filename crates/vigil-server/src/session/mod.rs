@@ -228,6 +228,17 @@ async fn establish(
         &db.name,
     );
     audit.session_started();
+    // Every session's analysis asks the catalog which built-in names the
+    // database's users overloaded; a masked session also maps columns.
+    state
+        .catalogs
+        .get(db, cancel_target.tls.as_ref())
+        .await
+        .map_err(|e| SessionError::Upstream {
+            database: db.name.clone(),
+            relay: None,
+            reason: format!("reading the catalog: {e}"),
+        })?;
     let masks = session_masks(state, &snapshot, &identity, db, cancel_target.tls.as_ref()).await?;
     let identity = Arc::new(identity);
     let live = state

@@ -489,13 +489,37 @@ fn a_function_that_changes_the_encoding_cannot_smuggle_a_statement() {
     // byte that swallows the backslash (81 5c is "―"): the E'' string
     // closes at the next quote.
     let hidden = "SELECT E'ぁ\\' AS x, (SELECT secret FROM secrets) AS y --'";
+    let switch = "SELECT run_sql('SET client_encoding = ''SJIS''')";
     let mut alice = RawClient::login(proxy.port, "alice", ALICE_PASSWORD);
     let mut out = BytesMut::new();
-    query(&mut out, "SELECT run_sql('SET client_encoding = ''SJIS''')");
+    query(&mut out, switch);
     query(&mut out, hidden);
     let answers = exchange(&mut alice, &out, 2);
     assert!(
         !everything(&answers).contains("crown-jewels"),
+        "{answers:?}"
+    );
+
+    // In one extended batch the server converts the second Parse with the
+    // encoding the first Execute set, and reports the change only at Sync.
+    let mut alice = RawClient::login(proxy.port, "alice", ALICE_PASSWORD);
+    let mut out = BytesMut::new();
+    parse(&mut out, "", switch);
+    bind(&mut out, "", "", &[]);
+    execute(&mut out, "");
+    parse(&mut out, "", hidden);
+    bind(&mut out, "", "", &[]);
+    execute(&mut out, "");
+    sync(&mut out);
+    let answers = exchange(&mut alice, &out, 1);
+    assert!(
+        !everything(&answers).contains("crown-jewels"),
+        "{answers:?}"
+    );
+    assert!(
+        errors(&answers)
+            .iter()
+            .any(|e| e.1.contains("vigil.parser-integrity")),
         "{answers:?}"
     );
 }

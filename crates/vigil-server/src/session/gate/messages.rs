@@ -562,6 +562,7 @@ impl Gate {
     fn prepared_by(&mut self, prepare: &Statement, source: &str) -> Option<Arc<Prepared>> {
         let sql = vigil_sql::prepared_statement_text(&prepare.text)?;
         let analysis = self.state.analyzer.analyze(sql).ok()?;
+        let analysis = self.unshadow(analysis);
         let decision = self.policy.decide_on_path(&analysis, &self.search_path);
         let review = match decision.action {
             Action::Deny => return None,

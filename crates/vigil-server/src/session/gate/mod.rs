@@ -146,6 +146,9 @@ pub(crate) struct Gate {
     catalog_asked: Option<std::time::Instant>,
     /// Masking applies since a reload, and the catalog is still being read.
     masks_pending: bool,
+    /// The database's catalog as last read, and its version: which
+    /// built-in names the database's users overloaded.
+    catalog: Option<(Arc<crate::masking::Catalog>, u64)>,
     /// A CancelRequest for this session withdraws a held statement.
     pub(crate) cancel: Arc<CancelSignal>,
     /// The grants `policy` was built with: their version, and when the
@@ -184,6 +187,7 @@ impl Gate {
             masks,
             catalog_asked: None,
             masks_pending: false,
+            catalog: None,
             cancel: Arc::default(),
             grants_version,
             grants_end,
@@ -207,6 +211,48 @@ impl Gate {
         self.catalog_asked = Some(std::time::Instant::now());
         self.state.catalogs.invalidate(&self.database);
         self.state.refresh_catalog(&self.database);
+    }
+
+    /// `analysis`, with every statement that calls a built-in function or
+    /// operator by a name the database's users also defined made opaque:
+    /// PostgreSQL picks the best match of all the overloads the search path
+    /// shows, so the user's may be the one that runs.
+    fn unshadow(&mut self, analysis: Arc<Analysis>) -> Arc<Analysis> {
+        let version = self.state.catalogs.version(&self.database);
+        if self.catalog.as_ref().is_none_or(|(_, v)| *v != version) {
+            self.catalog = self.state.catalogs.latest(&self.database);
+        }
+        let Some((catalog, _)) = &self.catalog else {
+            return analysis;
+        };
+        if catalog.user_functions.is_empty() && catalog.user_operators.is_empty() {
+            return analysis;
+        }
+        let shadowed = |s: &Statement| -> Vec<String> {
+            let functions = s.functions.iter().filter(|f| {
+                !f.contains('.')
+                    && vigil_sql::is_allowlisted(f)
+                    && catalog.user_functions.contains(*f)
+            });
+            let operators = s
+                .properties
+                .operators
+                .iter()
+                .filter(|o| !o.contains('.') && catalog.user_operators.contains(*o));
+            functions.chain(operators).cloned().collect()
+        };
+        if analysis.statements.iter().all(|s| shadowed(s).is_empty()) {
+            return analysis;
+        }
+        let mut opened = (*analysis).clone();
+        for statement in &mut opened.statements {
+            let names = shadowed(statement);
+            if !names.is_empty() {
+                statement.class = Class::Unknown;
+                statement.properties.opaque_functions.extend(names);
+            }
+        }
+        Arc::new(opened)
     }
 
     fn asker(&self) -> Asker<'_> {
@@ -270,7 +316,7 @@ impl Gate {
             }
         };
         match self.state.analyzer.analyze(&text) {
-            Ok(analysis) => Ok((text, analysis)),
+            Ok(analysis) => Ok((text, self.unshadow(analysis))),
             Err(error) => {
                 let error = self.refuse_analysis(&error);
                 refused(self, "vigil.unreadable", error, events)
