@@ -165,10 +165,10 @@ pub(crate) fn classify(node: NodeRef<'_>) -> Option<(Kind, Class)> {
         NodeRef::DoStmt(_) => (Kind::Do, Unknown),
 
         NodeRef::VacuumStmt(s) => (
-            if s.is_vacuumcmd {
-                Kind::Vacuum
-            } else {
-                Kind::Analyze
+            match (s.is_vacuumcmd, vacuum_full(s)) {
+                (true, true) => Kind::VacuumFull,
+                (true, false) => Kind::Vacuum,
+                (false, _) => Kind::Analyze,
             },
             Admin,
         ),
@@ -205,6 +205,14 @@ fn ddl(verb: fn(ObjectType) -> Kind, object: ObjectType) -> (Kind, Class) {
 }
 
 /// `ALTER TABLE` subcommands that change access rather than shape.
+/// `VACUUM (FULL)` or `VACUUM FULL`, whatever its value (`FULL false` too:
+/// a rule may take it for what it says).
+fn vacuum_full(stmt: &pb::VacuumStmt) -> bool {
+    stmt.options.iter().any(|option| {
+        matches!(&option.node, Some(pb::node::Node::DefElem(d)) if d.defname.eq_ignore_ascii_case("full"))
+    })
+}
+
 fn alter_table_class(stmt: &pb::AlterTableStmt) -> Class {
     let changes_access = stmt.cmds.iter().any(|cmd| match &cmd.node {
         Some(pb::node::Node::AlterTableCmd(cmd)) => matches!(

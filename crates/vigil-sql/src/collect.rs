@@ -15,6 +15,68 @@ use crate::{
     Output, Properties, Relation, SettingChange, SettingValue,
 };
 
+/// Whether a WHERE (or join condition) can leave rows out: it names a
+/// column somewhere, in each branch of an OR and in some part of an AND.
+/// `WHERE true`, `WHERE 1 = 1`, `WHERE $1` or `WHERE x = 1 OR true` name
+/// none where it matters and keep every row: they count as no WHERE.
+fn filters_rows(condition: Option<&pb::Node>) -> bool {
+    use pb::BoolExprType as B;
+    let Some(node) = condition.and_then(|n| n.node.as_ref()) else {
+        return false;
+    };
+    match node {
+        N::BoolExpr(b) => {
+            let args = || b.args.iter().map(Some);
+            match B::try_from(b.boolop) {
+                Ok(B::AndExpr) => args().any(filters_rows),
+                Ok(B::OrExpr) => args().all(filters_rows),
+                _ => names_a_column(node),
+            }
+        }
+        _ => names_a_column(node),
+    }
+}
+
+/// Whether a column reference stands anywhere in `node`.
+fn names_a_column(node: &N) -> bool {
+    struct Columns(bool);
+    impl<'a> Visitor<'a> for Columns {
+        fn enter(&mut self, visit: Visit<'a>) {
+            self.0 |= matches!(visit.node, NodeRef::ColumnRef(_));
+        }
+        fn leave(&mut self, _: Visit<'a>) {}
+    }
+    let mut columns = Columns(false);
+    // Too deep to walk is taken as naming one: the caller's other checks hold.
+    walk(node.to_ref(), &mut columns).is_err() || columns.0
+}
+
+/// Settings that govern the server's logging and auditing, or that only
+/// superusers may set: changing one is administration, not a session's own
+/// business.
+fn is_admin_setting(name: &str) -> bool {
+    const ADMIN: &[&str] = &[
+        "session_replication_role",
+        "track_activities",
+        "track_counts",
+        "track_functions",
+        "track_io_timing",
+        "track_wal_io_timing",
+        "allow_system_table_mods",
+        "ignore_system_indexes",
+        "ignore_checksum_failure",
+        "zero_damaged_pages",
+        "jit_dump_bitcode",
+        "wal_consistency_checking",
+        "compute_query_id",
+        "lc_messages",
+    ];
+    ["log_", "debug_", "trace_", "pgaudit."]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || ADMIN.contains(&name)
+}
+
 /// `CURSOR_OPT_HOLD` of PostgreSQL's `parsenodes.h`: `DECLARE … WITH HOLD`.
 const CURSOR_OPT_HOLD: i32 = 0x0020;
 
@@ -221,19 +283,22 @@ impl<'a> Collector<'a> {
                 with = s.with_clause.as_ref();
                 frame.target = s.relation.as_ref().map(qualified);
                 if runs {
-                    self.saw_where(s.where_clause.is_some());
+                    self.saw_where(filters_rows(s.where_clause.as_deref()));
                 }
             }
             NodeRef::DeleteStmt(s) => {
                 with = s.with_clause.as_ref();
                 frame.target = s.relation.as_ref().map(qualified);
                 if runs {
-                    self.saw_where(s.where_clause.is_some());
+                    self.saw_where(filters_rows(s.where_clause.as_deref()));
                 }
             }
             NodeRef::MergeStmt(s) => {
                 with = s.with_clause.as_ref();
                 frame.target = s.relation.as_ref().map(qualified);
+                if runs {
+                    self.merge_where(s);
+                }
             }
             NodeRef::CopyStmt(s) => {
                 frame.target = s.relation.as_ref().map(qualified);
@@ -265,7 +330,9 @@ impl<'a> Collector<'a> {
             NodeRef::VariableSetStmt(s) => {
                 let name = if s.name.is_empty() { "all" } else { &s.name };
                 self.properties.parameter = Some(name.to_ascii_lowercase());
-                self.properties.settings.push(setting_change(s));
+                let change = setting_change(s);
+                self.setting(&change);
+                self.properties.settings.push(change);
             }
             NodeRef::VariableShowStmt(s) => {
                 self.properties.parameter = Some(s.name.to_ascii_lowercase());
@@ -300,6 +367,42 @@ impl<'a> Collector<'a> {
             frame.has_ctes = true;
         }
         self.frames.push(frame);
+    }
+
+    /// A setting some statement changes: those that govern the server's own
+    /// logging and auditing, or that only superusers may touch, make it
+    /// administration.
+    fn setting(&mut self, change: &SettingChange) {
+        if change.name.as_deref().is_none_or(is_admin_setting) {
+            self.class = self.class.map(|c| c.max(Class::Admin));
+        }
+    }
+
+    /// A MERGE that updates or deletes changes every row its join matches:
+    /// it has a WHERE when its join condition, or the condition of every
+    /// WHEN clause that updates or deletes, can leave rows out.
+    fn merge_where(&mut self, merge: &pb::MergeStmt) {
+        use pb::CmdType;
+        let clauses: Vec<&pb::MergeWhenClause> = merge
+            .merge_when_clauses
+            .iter()
+            .filter_map(|n| match &n.node {
+                Some(N::MergeWhenClause(c)) => Some(c.as_ref()),
+                _ => None,
+            })
+            .filter(|c| {
+                matches!(
+                    CmdType::try_from(c.command_type),
+                    Ok(CmdType::CmdUpdate | CmdType::CmdDelete)
+                )
+            })
+            .collect();
+        if clauses.is_empty() {
+            return;
+        }
+        let joined = filters_rows(merge.join_condition.as_deref());
+        let each = clauses.iter().all(|c| filters_rows(c.condition.as_deref()));
+        self.saw_where(joined || each);
     }
 
     /// Every UPDATE and DELETE that runs must have a WHERE for the statement to count as having one.
@@ -412,10 +515,23 @@ impl<'a> Collector<'a> {
         let name = strings(&call.funcname).collect::<Vec<_>>().join(".");
         if name == "set_config" || name == "pg_catalog.set_config" {
             let constant = |i: usize| call.args.get(i).and_then(constant_text);
-            self.properties.settings.push(SettingChange {
+            let change = SettingChange {
                 name: constant(0).map(|n| n.to_ascii_lowercase()),
                 value: constant(1).map_or(SettingValue::Unknown, SettingValue::Value),
-            });
+            };
+            self.setting(&change);
+            // The function forms of SET ROLE and SET SESSION AUTHORIZATION.
+            let switches = match change.name.as_deref() {
+                Some("role") => Some(Kind::SetRole),
+                Some("session_authorization") => Some(Kind::SetSessionAuthorization),
+                _ => None,
+            };
+            if let Some(kind) = switches {
+                if !self.inner_kinds.contains(&kind) {
+                    self.inner_kinds.push(kind);
+                }
+            }
+            self.properties.settings.push(change);
         }
         if !name.is_empty() {
             match crate::functions::class_of(&name, call.args.len()) {

@@ -50,6 +50,8 @@ pub enum Kind {
     Unlisten,
     Notify,
     Vacuum,
+    /// `VACUUM FULL`: rewrites tables under an exclusive lock.
+    VacuumFull,
     Analyze,
     Cluster,
     Reindex,
@@ -75,6 +77,7 @@ impl Kind {
             Kind::Create(_) => "create",
             Kind::Alter(_) => "alter",
             Kind::Drop(_) | Kind::DropOwned => "drop",
+            Kind::VacuumFull => "vacuum",
             Kind::Transaction(_) => "transaction",
             other => other.simple_name(),
         }
@@ -141,6 +144,7 @@ impl Kind {
             Kind::Unlisten => "unlisten",
             Kind::Notify => "notify",
             Kind::Vacuum => "vacuum",
+            Kind::VacuumFull => "vacuum full",
             Kind::Analyze => "analyze",
             Kind::Cluster => "cluster",
             Kind::Reindex => "reindex",
@@ -193,6 +197,7 @@ const SIMPLE: &[Kind] = &[
     Kind::Unlisten,
     Kind::Notify,
     Kind::Vacuum,
+    Kind::VacuumFull,
     Kind::Analyze,
     Kind::Cluster,
     Kind::Reindex,

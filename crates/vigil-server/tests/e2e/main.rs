@@ -11,6 +11,7 @@ mod clients;
 mod cluster;
 mod console;
 mod differential;
+mod guards;
 mod impostor;
 mod integrity;
 mod masking;

@@ -184,12 +184,19 @@ async fn attacks_over_the_extended_protocol_are_refused_and_change_nothing() {
         );
         assert_intact(&db);
     }
-    // Parameters do not help: the statement text is judged.
+    // Parameters do not help: a WHERE that names no column keeps every row.
     let error = agent
         .execute("DELETE FROM users WHERE $1::bool OR true", &[&true])
-        .await;
-    assert!(error.is_ok(), "a DELETE with WHERE is allowed: {error:?}");
-    db.direct_sql("INSERT INTO users VALUES (1, 'ada'), (2, 'bob'), (3, 'cy')");
+        .await
+        .unwrap_err();
+    assert_eq!(error.as_db_error().unwrap().code().code(), "42501");
+    assert_intact(&db);
+    let deleted = agent
+        .execute("DELETE FROM users WHERE id = $1", &[&1i32])
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1, "a DELETE with a real WHERE is allowed");
+    db.direct_sql("INSERT INTO users VALUES (1, 'ada')");
     let prepared = agent
         .prepare("SELECT name FROM users WHERE id = $1")
         .await

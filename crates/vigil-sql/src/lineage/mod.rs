@@ -111,6 +111,8 @@ enum Reference<'a> {
     Column(&'a pb::ColumnRef),
     /// A `JOIN … USING` column.
     Using(&'a str),
+    /// The columns a NATURAL JOIN matches on: any column of either side.
+    Natural,
 }
 
 struct Pending<'a> {
@@ -418,6 +420,13 @@ impl<'a> Lineage<'a> {
             }
             NodeRef::JoinExpr(join) => {
                 if let Some(scope) = current {
+                    if join.is_natural {
+                        self.pending.push(Pending {
+                            scope,
+                            sink: Sink::Filter,
+                            reference: Reference::Natural,
+                        });
+                    }
                     for name in join.using_clause.iter().filter_map(|n| match &n.node {
                         Some(N::String(s)) => Some(s.sval.as_str()),
                         _ => None,
@@ -634,6 +643,14 @@ impl<'a> Lineage<'a> {
     fn resolve(&self, scope: usize, reference: &Reference<'a>, out: &mut Vec<(ColumnRef, bool)>) {
         let column = match reference {
             Reference::Using(name) => return out.push(self.unqualified(scope, name)),
+            Reference::Natural => {
+                if let Some(found) = self.with_items(scope) {
+                    for item in self.scopes[found].items.iter().filter(|i| i.counts) {
+                        out.push(whole_row(&item.source));
+                    }
+                }
+                return;
+            }
             Reference::Column(column) => column,
         };
         let mut parts: [&str; 4] = [""; 4];

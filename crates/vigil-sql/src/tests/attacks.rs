@@ -249,9 +249,35 @@ fn update_and_delete_without_where() {
         Some(true)
     );
     assert_eq!(one("UPDATE t SET a = 1").properties.has_where, Some(false));
+    // A WHERE that names no column keeps every row: no WHERE.
+    for sql in [
+        "UPDATE t SET a = 1 WHERE true",
+        "UPDATE t SET a = 1 WHERE 1 = 1",
+        "DELETE FROM t WHERE 'a' = 'a'",
+        "DELETE FROM t WHERE $1::bool",
+        "DELETE FROM t WHERE id = 1 OR true",
+        "DELETE FROM t WHERE (SELECT true)",
+        "DELETE FROM t WHERE EXISTS (SELECT 1)",
+        "MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING s ON 1 = 1 WHEN MATCHED THEN UPDATE SET a = 1",
+        "WITH d AS (DELETE FROM t WHERE now() > '2000-01-01' RETURNING *) SELECT * FROM d",
+    ] {
+        assert_eq!(one(sql).properties.has_where, Some(false), "{sql}");
+    }
+    for sql in [
+        "DELETE FROM t WHERE id = 1 AND true",
+        "DELETE FROM t WHERE id = 1 OR id = 2",
+        "DELETE FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id = t.id)",
+        "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING s ON true WHEN MATCHED AND t.a > 1 THEN DELETE",
+    ] {
+        assert_eq!(one(sql).properties.has_where, Some(true), "{sql}");
+    }
     assert_eq!(
-        one("UPDATE t SET a = 1 WHERE true").properties.has_where,
-        Some(true)
+        one("MERGE INTO t USING s ON true WHEN NOT MATCHED THEN INSERT VALUES (1)")
+            .properties
+            .has_where,
+        None
     );
     assert_eq!(
         one("SELECT * FROM t WHERE a = 1").properties.has_where,
