@@ -205,6 +205,9 @@ pub struct CopyOptions {
     pub header: bool,
     /// The column list of `COPY t (a, b)`; empty for all columns.
     pub copy_columns: Vec<String>,
+    /// `ENCODING '…'`: the data is written in that encoding, not the
+    /// session's client encoding.
+    pub encoding: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

@@ -436,7 +436,7 @@ impl<'a> Collector<'a> {
                 .map_or(rv.relname.as_str(), |a| a.aliasname.as_str());
             self.alias(name, AliasTarget::NotRelation);
             self.other_sources += 1;
-            self.lineage.item(name, None);
+            self.lineage.item(name, None, false);
             return;
         }
         let access = if self.dry > 0 {
@@ -459,7 +459,9 @@ impl<'a> Collector<'a> {
         }
         if !matches!(visit.parent, Some(NodeRef::IntoClause(_))) {
             let name = rv.alias.as_ref().map_or(&rv.relname, |a| &a.aliasname);
-            self.lineage.item(name, Some(relation.qualified_name()));
+            let renamed = rv.alias.as_ref().is_some_and(|a| !a.colnames.is_empty());
+            self.lineage
+                .item(name, Some(relation.qualified_name()), renamed);
         }
         self.add_relation(relation);
     }
@@ -505,7 +507,8 @@ impl<'a> Collector<'a> {
 
     fn other_source(&mut self, alias: Option<&'a pb::Alias>) {
         self.other_sources += 1;
-        self.lineage.item(alias.map_or("", |a| &a.aliasname), None);
+        self.lineage
+            .item(alias.map_or("", |a| &a.aliasname), None, false);
         if let Some(alias) = alias {
             self.alias(&alias.aliasname, AliasTarget::NotRelation);
         }
@@ -822,6 +825,9 @@ fn copy_options(stmt: &pb::CopyStmt) -> CopyOptions {
             "null" => options.null = text,
             "quote" => options.quote = text,
             "escape" => options.escape = text,
+            // Present at all, whatever it names (a value Vigil cannot read
+            // counts too).
+            "encoding" => options.encoding = Some(text.unwrap_or_default()),
             "header" => {
                 options.header = text.is_none_or(|t| {
                     !matches!(t.to_ascii_lowercase().as_str(), "false" | "off" | "0")

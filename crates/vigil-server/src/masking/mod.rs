@@ -482,6 +482,26 @@ impl SessionMasks {
         }
         let copies_masked =
             masks.taint.is_some() || masks.outputs.iter().flatten().any(Option::is_some);
+        // The COPY reader splits fields by the session's client encoding; in
+        // another one a quote or delimiter byte can hide inside a character
+        // (SJIS, BIG5), and the fields split differently from the server's.
+        let encoded = statement
+            .properties
+            .copy_options
+            .as_ref()
+            .and_then(|o| o.encoding.as_deref());
+        if let (Some(encoding), Some(copy)) = (encoded, &statement.properties.copy) {
+            if copy.direction == vigil_sql::CopyDirection::To
+                && (copies_masked || masks.unknown || statement.outputs.is_none())
+            {
+                return Some((
+                    "vigil.masking.copy",
+                    format!(
+                        "COPY … ENCODING '{encoding}' writes data in an encoding Vigil does not read it in, so masked values could pass unmasked"
+                    ),
+                ));
+            }
+        }
         if let (Some(copy), true) = (&statement.properties.copy, copies_masked) {
             if copy.direction == vigil_sql::CopyDirection::To && !copy.stdio {
                 return Some((

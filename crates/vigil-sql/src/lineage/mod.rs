@@ -69,12 +69,18 @@ struct Context {
     role: Role,
     /// Children seen so far, for `VALUES` rows.
     next: usize,
+    /// Arguments seen so far, for a function call.
+    arguments: usize,
 }
 
 /// What a `FROM` item name stands for.
 #[derive(Clone, PartialEq, Eq)]
 enum Source {
     Relation(String),
+    /// A relation whose columns an alias list renamed (`customers AS
+    /// c(a, b)`): which column a name stands for depends on the relation's
+    /// column order, which the text does not show, so any is the whole row.
+    Renamed(String),
     /// Subquery, CTE, function, join alias: columns not traced.
     Opaque,
 }
@@ -291,7 +297,18 @@ impl<'a> Lineage<'a> {
                 _ => {}
             }
         }
-        if computes(visit.node) {
+        // A function may pass what one argument reads through untouched
+        // while it fails on what another holds (a NULL key of
+        // json_build_object): each argument is judged where it stands.
+        let unsafe_argument = match (visit.parent, visit.field, self.contexts.last_mut()) {
+            (Some(NodeRef::FuncCall(call)), "args", Some(parent)) => {
+                let index = parent.arguments;
+                parent.arguments += 1;
+                !computes::total_in(call, index)
+            }
+            _ => false,
+        };
+        if unsafe_argument || computes(visit.node) {
             self.computations.push(depth);
         }
         self.node(visit, sink, scope, depth);
@@ -300,6 +317,7 @@ impl<'a> Lineage<'a> {
             sink,
             role,
             next: 0,
+            arguments: 0,
         });
     }
 
@@ -321,11 +339,16 @@ impl<'a> Lineage<'a> {
 
     /// A `FROM` item (or DML target) of the innermost query, by the name
     /// columns qualify it with.
-    pub(crate) fn item(&mut self, name: &'a str, relation: Option<String>) {
+    pub(crate) fn item(&mut self, name: &'a str, relation: Option<String>, renamed: bool) {
         if let Some(&(_, scope)) = self.open.last() {
+            let source = match (relation, renamed) {
+                (Some(relation), false) => Source::Relation(relation),
+                (Some(relation), true) => Source::Renamed(relation),
+                (None, _) => Source::Opaque,
+            };
             self.scopes[scope].items.push(Item {
                 name,
-                source: relation.map_or(Source::Opaque, Source::Relation),
+                source,
                 counts: true,
             });
         }
@@ -688,12 +711,17 @@ impl<'a> Lineage<'a> {
                     source: Source::Relation(relation),
                     ..
                 }) => (column_of(Some(relation.clone()), name), true),
+                Some(Item {
+                    source: renamed @ Source::Renamed(_),
+                    ..
+                }) => whole_row(renamed),
                 _ => (column_of(None, name), false),
             }),
             [first, second, name] => match self.find(scope, first) {
                 // `alias.composite_column.field`
                 Some(item) => out.push(match &item.source {
                     Source::Relation(relation) => (column_of(Some(relation.clone()), second), true),
+                    renamed @ Source::Renamed(_) => whole_row(renamed),
                     Source::Opaque => (column_of(None, second), false),
                 }),
                 None => out.push((column_of(Some(format!("{first}.{second}")), name), true)),
@@ -724,6 +752,7 @@ impl<'a> Lineage<'a> {
             Some(Source::Relation(relation)) if !outer => {
                 (column_of(Some(relation.clone()), name), true)
             }
+            Some(renamed @ Source::Renamed(_)) if !outer => whole_row(renamed),
             _ => {
                 let opaque = self.chain(found).any(|s| {
                     s.items
@@ -785,7 +814,9 @@ fn column_of(relation: Option<String>, column: &str) -> ColumnRef {
 
 fn whole_row(source: &Source) -> (ColumnRef, bool) {
     match source {
-        Source::Relation(relation) => (column_of(Some(relation.clone()), "*"), true),
+        Source::Relation(relation) | Source::Renamed(relation) => {
+            (column_of(Some(relation.clone()), "*"), true)
+        }
         Source::Opaque => (column_of(None, "*"), false),
     }
 }

@@ -38,6 +38,19 @@ const INFERENCE: &[&str] = &[
     "SELECT min(id) FROM shop.customers WHERE email LIKE 'grace%'",
     "UPDATE shop.customers SET notes = notes WHERE ssn = '101-02-0002'",
     "DELETE FROM shop.customers WHERE ssn = '000-00-0000'",
+    // Alias column lists rename columns: which is which is the table's order.
+    "SELECT a FROM shop.customers AS c(a, b, x, y, z) ORDER BY y LIMIT 2",
+    "SELECT a FROM shop.customers AS c(a, b, x, y, z) WHERE x LIKE 'grace%'",
+    "SELECT a FROM shop.customers c(a, b, x) WHERE c.x = 'grace.lovelace1@example.com'",
+    // NATURAL JOIN matches on every column the two sides share.
+    "SELECT c.id FROM shop.customers c NATURAL JOIN (SELECT '101-02-0002'::text AS ssn) g",
+    // Errors that would happen only for the right guess (these guesses are
+    // wrong, so a DBA's run succeeds).
+    "SELECT json_build_object(nullif(ssn, 'g'), 1) FROM shop.customers WHERE id = 1",
+    "SELECT coalesce(nullif(ssn, 'g'), (SELECT 'x')) FROM shop.customers WHERE id = 1",
+    "SELECT ssn <> 'g' OR (SELECT true) FROM shop.customers WHERE id = 1",
+    "SELECT convert_to(email, 'UTF8') FROM shop.customers WHERE id = 1",
+    "SELECT lpad('x', length(ssn)) FROM shop.customers WHERE id = 1",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,6 +121,10 @@ async fn copying_masked_values_elsewhere_is_refused() {
         "UPDATE shop.customers c SET notes = d.ssn FROM shop.customers d WHERE c.id = 1 AND d.id = 1",
         "INSERT INTO shop.customers (id, full_name, email, ssn, notes) SELECT 7777, 'x', 'q@example.com', '899-11-1111', ssn FROM shop.customers WHERE id = 1",
         to_file.as_str(),
+        // In SJIS a quote byte can be the second byte of a character: the
+        // server's fields and Vigil's would part.
+        "COPY (SELECT ssn FROM shop.customers) TO STDOUT (FORMAT csv, QUOTE E'\\\\', ENCODING 'SJIS')",
+        "COPY shop.customers TO STDOUT (ENCODING 'LATIN1')",
     ];
     let mut answered = Vec::new();
     for sql in copies {
