@@ -103,6 +103,28 @@ impl Cluster {
         stdout(&out)
     }
 
+    /// Runs a SQL file as the superuser in database `db`, stopping at the
+    /// first error.
+    pub fn sql_file(&self, db: &str, file: &Path) {
+        let out = Command::new("psql")
+            .args("-X -q -v ON_ERROR_STOP=1 -U postgres -h".split(' '))
+            .arg(&self.dir.0)
+            .args(["-d", db, "-p", &self.port.to_string(), "-f"])
+            .arg(file)
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "{}: {}", file.display(), stderr(&out));
+    }
+
+    /// A libpq connection string for the superuser in database `db`.
+    pub fn conninfo(&self, db: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={db}",
+            self.dir.0.display(),
+            self.port
+        )
+    }
+
     /// Runs SQL as the superuser in database `postgres`.
     pub fn admin_sql(&self, sql: &str) -> String {
         self.sql_in("postgres", sql)

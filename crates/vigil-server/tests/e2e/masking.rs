@@ -11,6 +11,7 @@
 
 mod bypass;
 mod clients;
+mod generated;
 mod guards;
 mod reads;
 mod strategies;
