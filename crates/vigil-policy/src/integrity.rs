@@ -32,10 +32,12 @@ pub(crate) fn check(statement: &Statement) -> Option<Arc<Rule>> {
         let value = match &change.value {
             SettingValue::Default => return false,
             SettingValue::Value(v) => v.to_ascii_lowercase(),
+            // A value only known when it runs (a bind parameter, an
+            // expression) could be any value.
             SettingValue::Unknown => {
                 return matches!(
                     name,
-                    "client_encoding" | "standard_conforming_strings" | "all"
+                    "client_encoding" | "standard_conforming_strings" | "search_path" | "all"
                 )
             }
         };

@@ -236,6 +236,11 @@ fn parser_integrity_is_enforced_for_everyone() {
         integrity("SELECT set_config('standard_conforming_strings', v, false) FROM x"),
         refused
     );
+    // A bound or computed path could put pg_catalog anywhere.
+    assert_eq!(
+        integrity("SELECT set_config('search_path', $1, false)"),
+        refused
+    );
     for sql in [
         "SET standard_conforming_strings = on",
         "SET client_encoding = 'UTF8'",
