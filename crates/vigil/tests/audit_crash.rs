@@ -95,7 +95,7 @@ impl Crash {
             .replace("127.0.0.1:6432", &format!("127.0.0.1:{port}"))
             .replace("127.0.0.1:9187", &format!("127.0.0.1:{admin_port}"))
             .replace(
-                "database = \"postgres\"",
+                "database = \"vigil_demo\"",
                 &format!("database = \"{}\"", self.database),
             );
         // The quickstart's own [audit] section, pointed at the scratch folder.

@@ -120,7 +120,8 @@ fn serve_answers_psql_and_stops_on_sigterm() {
         "serve.toml",
         &quickstart
             .replace("127.0.0.1:6432", &format!("127.0.0.1:{port}"))
-            .replace("127.0.0.1:9187", &format!("127.0.0.1:{admin_port}")),
+            .replace("127.0.0.1:9187", &format!("127.0.0.1:{admin_port}"))
+            .replace("database = \"vigil_demo\"", "database = \"postgres\""),
     );
     let mut child = Command::new(VIGIL)
         .args(["serve", "--config"])
