@@ -167,6 +167,26 @@ impl State {
         });
     }
 
+    /// Reads the catalog of `database` again, now; resolves once it is read
+    /// (or could not be).
+    pub(crate) fn reload_catalog(
+        self: &Arc<State>,
+        database: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let state = Arc::clone(self);
+        let database = database.to_owned();
+        Box::pin(async move {
+            let snapshot = state.snapshot();
+            let Some(db) = snapshot.config.database(&database) else {
+                return;
+            };
+            let tls = crate::upstream::tls_target(db, snapshot.connectors.get(&db.name));
+            if let Err(error) = state.catalogs.get(db, tls.as_ref()).await {
+                tracing::warn!(%error, database, "catalog not read; relations it does not know stay unknown");
+            }
+        })
+    }
+
     pub(crate) fn next_session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }

@@ -158,6 +158,9 @@ struct Entry {
     version: AtomicU64,
     /// Held while loading, so concurrent sessions wait for one load.
     loading: tokio::sync::Mutex<()>,
+    /// When a session last had the catalog read again because a statement
+    /// named a relation it did not know.
+    last_forced: Mutex<Option<Instant>>,
 }
 
 impl Entry {
@@ -227,6 +230,22 @@ impl Catalogs {
     /// Whether the catalog of `database` should be read again.
     pub(crate) fn stale(&self, database: &str) -> bool {
         self.entry(database).fresh().is_none()
+    }
+
+    /// Whether a statement naming a relation the catalog of `database` does
+    /// not know may have it read again now: at most once a second, so a
+    /// client naming relations that do not exist cannot keep Vigil reading.
+    /// Marks the catalog stale when it may.
+    pub(crate) fn force(&self, database: &str) -> bool {
+        const MIN_INTERVAL: Duration = Duration::from_secs(1);
+        let entry = self.entry(database);
+        let mut last = entry.last_forced.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < MIN_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        entry.invalidations.fetch_add(1, Ordering::AcqRel);
+        true
     }
 
     /// Something changed the relations of `database` (DDL, an OID nobody

@@ -170,6 +170,8 @@ pub(crate) struct Relay {
     /// A client message waits, unchecked, for the server to answer what
     /// came before it.
     waiting: bool,
+    /// A client message waits, unchecked, for the catalog to be read again.
+    reloading: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// Statements the server just finished, for their audit completions.
     done: Vec<Completion>,
     /// Vigil's own question about the names the session holds is on its
@@ -233,6 +235,7 @@ impl Relay {
             epoch: 0,
             closed_through: 0,
             waiting: false,
+            reloading: None,
             done: Vec::new(),
             verifying: None,
             stats: Stats::default(),
@@ -302,6 +305,16 @@ impl Relay {
                 }
             }
 
+            if let Some(reloading) = &mut self.reloading {
+                if reloading.as_mut().poll(cx).is_ready() {
+                    self.reloading = None;
+                    progress = true;
+                    if let Err(violation) = self.forward_client_frames() {
+                        return Poll::Ready(Ok(End::Violation(violation)));
+                    }
+                }
+            }
+
             progress |= ready_or(poll_send(
                 &mut self.upstream,
                 &mut self.to_upstream,
@@ -331,7 +344,9 @@ impl Relay {
                 // in `from_client`: read on only a little past it, so a
                 // client pipelining more than it reads cannot stall the
                 // answers it waits for.
-                None if self.waiting => self.from_client.len() < HIGH_WATER,
+                None if self.waiting || self.reloading.is_some() => {
+                    self.from_client.len() < HIGH_WATER
+                }
                 None => self.to_upstream.len() < HIGH_WATER,
                 Some(held) => held.for_approval && self.from_client.len() < HIGH_WATER,
             };
@@ -399,7 +414,11 @@ impl Relay {
     /// passes them on, once the audit events of the statements among them
     /// are stored (at once when audit is off or in `fast` mode).
     fn forward_client_frames(&mut self) -> Result<(), WireError> {
-        if self.held.is_some() || self.terminated || self.verifying.is_some() {
+        if self.held.is_some()
+            || self.terminated
+            || self.verifying.is_some()
+            || self.reloading.is_some()
+        {
             return Ok(());
         }
         self.waiting = false;
@@ -427,6 +446,10 @@ impl Relay {
                         Gated::Checked(checked) => checked,
                         Gated::Wait => {
                             self.waiting = true;
+                            break;
+                        }
+                        Gated::Reload => {
+                            self.reloading = Some(self.gate.reload_catalog());
                             break;
                         }
                     };

@@ -38,6 +38,9 @@ use crate::{Identity, State};
 pub(crate) enum Gated {
     Checked(Checked),
     Wait,
+    /// To be checked again once the catalog is read again: the message
+    /// names a relation Vigil's copy of it does not know.
+    Reload,
 }
 
 impl From<Checked> for Gated {
@@ -255,6 +258,51 @@ impl Gate {
         Arc::new(opened)
     }
 
+    /// Whether `analysis` reads or writes a relation the catalog does not
+    /// know (created since it was read, by another session or outside
+    /// Vigil), and the catalog may be read again for it now. Unknown, such
+    /// a relation's columns could be masked ones Vigil cannot tell apart.
+    fn names_unknown_relation(&mut self, analysis: &Analysis) -> bool {
+        use vigil_sql::Kind;
+        let version = self.state.catalogs.version(&self.database);
+        if self.catalog.as_ref().is_none_or(|(_, v)| *v != version) {
+            self.catalog = self.state.catalogs.latest(&self.database);
+        }
+        let Some((catalog, _)) = &self.catalog else {
+            return false;
+        };
+        let unknown = analysis.statements.iter().any(|s| {
+            let uses_relations = matches!(
+                s.kind,
+                Kind::Select
+                    | Kind::Insert
+                    | Kind::Update
+                    | Kind::Delete
+                    | Kind::Merge
+                    | Kind::Copy
+                    | Kind::DeclareCursor
+                    | Kind::Explain
+            );
+            uses_relations
+                && s.relations.iter().any(|r| {
+                    let system = r.name.starts_with("pg_")
+                        || matches!(
+                            r.schema.as_deref(),
+                            Some("pg_catalog" | "information_schema")
+                        );
+                    !system && catalog.named(&r.qualified_name()).is_empty()
+                })
+        });
+        unknown && self.state.catalogs.force(&self.database)
+    }
+
+    /// The catalog read again: what a [`Gated::Reload`] waits for.
+    pub(crate) fn reload_catalog(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        self.state.reload_catalog(&self.database)
+    }
+
     fn asker(&self) -> Asker<'_> {
         Asker {
             state: &self.state,
@@ -316,6 +364,7 @@ impl Gate {
             }
         };
         match self.state.analyzer.analyze(&text) {
+            Ok(analysis) if self.names_unknown_relation(&analysis) => Err(Gated::Reload),
             Ok(analysis) => Ok((text, self.unshadow(analysis))),
             Err(error) => {
                 let error = self.refuse_analysis(&error);
