@@ -1,5 +1,7 @@
-//! Cancel keys. Clients see a key Vigil made; Vigil maps it to the upstream
-//! backend's own key, which never leaves the proxy.
+//! Cancel keys. Clients see the upstream backend's own pid (so
+//! `pg_backend_pid()`, `pg_terminate_backend` and the pid in a notification
+//! mean what they mean on the server) with a secret Vigil made; Vigil maps
+//! the pair to the backend's own key, whose secret never leaves the proxy.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,17 +45,19 @@ impl Drop for CancelKey {
 }
 
 impl CancelRegistry {
+    /// Registers `target` under its backend's pid and a new secret. Two
+    /// servers behind Vigil can have backends of the same pid: the pair
+    /// tells them apart, and the secret carries the entropy.
     pub(crate) fn register(state: &Arc<crate::State>, target: CancelTarget) -> CancelKey {
         let mut targets = state
             .cancels
             .targets
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let pid = target.pid;
         loop {
-            // Positive pids look like PostgreSQL's; the secret carries the entropy.
-            let pid = rand::random::<i32>() & i32::MAX;
             let secret = rand::random::<i32>();
-            if pid != 0 && !targets.contains_key(&(pid, secret)) {
+            if !targets.contains_key(&(pid, secret)) {
                 targets.insert((pid, secret), target);
                 return CancelKey {
                     registry: Arc::clone(state),

@@ -140,18 +140,28 @@ async fn a_cancel_through_the_token_stops_the_running_query() {
 }
 
 #[test]
-fn clients_see_vigils_cancel_key_not_the_upstreams() {
+fn clients_see_the_servers_pid_with_a_secret_of_vigils() {
     let db = TestDb::create("raw_key");
     let proxy = Proxy::start(&config_toml(&db.name, "", ""));
     let mut raw = RawClient::login(proxy.port, "alice", ALICE_PASSWORD);
     let reply = raw.query("SELECT pg_backend_pid()");
     let row = reply.iter().find(|(tag, _)| *tag == b'D').expect("a row");
     let upstream_pid: i32 = String::from_utf8_lossy(&row.1[6..]).parse().unwrap();
-    assert_ne!(
+    assert_eq!(
         raw.key.0, upstream_pid,
-        "the upstream pid must not be the client's key"
+        "BackendKeyData carries the backend's own pid"
     );
-    // A cancel with a made-up key is ignored and harms nothing.
+    // Its own notifications carry that pid: a client telling its own from
+    // others' by comparing them sees them right.
+    let reply = raw.query("LISTEN vigil_pid; NOTIFY vigil_pid, 'mine'");
+    let notification = reply
+        .iter()
+        .find(|(tag, _)| *tag == b'A')
+        .expect("the notification");
+    let sender = i32::from_be_bytes(notification.1[..4].try_into().unwrap());
+    assert_eq!(sender, raw.key.0);
+    // A cancel with the right pid and a made-up secret is ignored and
+    // harms nothing.
     let mut bogus = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
     let mut packet = bytes::BytesMut::new();
     postgres_protocol::message::frontend::cancel_request(raw.key.0, raw.key.1 ^ 1, &mut packet);
