@@ -1,43 +1,59 @@
 //! A session waiting on a held statement's request, and how a cancel from
 //! the client reaches that wait instead of the server.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::{oneshot, Notify};
 
 use super::{Approvals, Outcome};
 
-/// What a waiting session shares with its cancel key: a CancelRequest for a
-/// session that is holding a statement withdraws it instead of reaching
-/// the server.
+/// What a holding session shares with its cancel key: a CancelRequest for a
+/// session that is holding statements (for approval, or for their audit
+/// events) withdraws them instead of reaching an idle server.
 #[derive(Default)]
 pub(crate) struct CancelSignal {
-    waiting: Mutex<Option<Arc<Notify>>>,
+    /// The session holds statements that have not reached the server.
+    armed: AtomicBool,
+    /// A cancel came while armed.
+    cancelled: AtomicBool,
+    notify: Notify,
 }
 
 impl CancelSignal {
-    /// Delivers a cancel to the wait in progress; false when none is.
+    /// Delivers a cancel to the statements held now; false when none are
+    /// (the cancel is then for the server).
     pub(crate) fn cancel(&self) -> bool {
-        match &*self.waiting.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(notify) => {
-                notify.notify_one();
-                true
-            }
-            None => false,
+        if !self.armed.load(Ordering::Acquire) {
+            return false;
         }
+        self.cancelled.store(true, Ordering::Release);
+        self.notify.notify_one();
+        true
     }
 
     /// A session starts holding statements: a cancel from now on is kept
-    /// for the wait, even one that comes before the wait begins.
-    pub(crate) fn start(&self) -> Arc<Notify> {
-        let notify = Arc::new(Notify::new());
-        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&notify));
-        notify
+    /// for them, even one that comes before a wait begins.
+    pub(crate) fn start(&self) {
+        self.cancelled.store(false, Ordering::Release);
+        self.armed.store(true, Ordering::Release);
+    }
+
+    /// Whether a cancel came since [`start`](Self::start).
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Resolves when a cancel comes (at once if one came since `start`).
+    pub(crate) async fn notified(&self) {
+        while !self.cancelled() {
+            self.notify.notified().await;
+        }
     }
 
     /// The session holds nothing any more: cancels go to the server again.
     pub(crate) fn stop(&self) {
-        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.armed.store(false, Ordering::Release);
     }
 }
 
@@ -63,8 +79,8 @@ impl Wait {
     }
 
     /// Waits for the decision, or for the client's cancel (`cancelled`,
-    /// from [`CancelSignal::start`]).
-    pub(crate) async fn outcome(mut self, cancelled: &Notify) -> Outcome {
+    /// armed with [`CancelSignal::start`]).
+    pub(crate) async fn outcome(mut self, cancelled: &CancelSignal) -> Outcome {
         let outcome = match self.outcome.as_mut() {
             None => Outcome::Withdrawn,
             Some(receiver) => tokio::select! {

@@ -110,6 +110,7 @@ struct Message {
 type Answers = (
     Vec<Result<Receipt, AuditError>>,
     Vec<(usize, String, Outcome)>,
+    bool,
 );
 type Waiting = Pin<Box<dyn Future<Output = Answers> + Send>>;
 
@@ -504,7 +505,7 @@ impl Relay {
             }
         }
         if events.is_empty() && waits.is_empty() {
-            self.release(messages, offset, &(Vec::new(), Vec::new()));
+            self.release(messages, offset, &(Vec::new(), Vec::new(), false));
             self.observe_added(read_at, false);
             return Ok(());
         }
@@ -517,7 +518,7 @@ impl Relay {
         let state = Arc::clone(self.gate.state());
         let cancel = Arc::clone(&self.gate.cancel);
         // From now on a cancel withdraws, not reaches the idle server.
-        let cancelled = for_approval.then(|| cancel.start());
+        cancel.start();
         let mut answers: Waiting = Box::pin(async move {
             let results = match events.is_empty() {
                 true => Vec::new(),
@@ -534,19 +535,20 @@ impl Relay {
                 let id = wait.id.clone();
                 // A statement whose event was not stored cannot run: its
                 // request is withdrawn rather than waited for.
-                let outcome = match (stored, &cancelled) {
-                    (true, Some(cancelled)) => wait.outcome(cancelled).await,
-                    _ => {
+                let outcome = match stored {
+                    true => wait.outcome(&cancel).await,
+                    false => {
                         wait.abandon("its audit event could not be stored");
                         Outcome::Withdrawn
                     }
                 };
                 outcomes.push((i, id, outcome));
             }
-            if cancelled.is_some() {
-                cancel.stop();
-            }
-            (results, outcomes)
+            cancel.stop();
+            // Cancelled while its audit events were being stored: nothing
+            // reached the server, and nothing will.
+            let cancelled = cancel.cancelled();
+            (results, outcomes, cancelled)
         });
         // In fast mode the events are queued by the first poll.
         match answers
@@ -591,7 +593,7 @@ impl Relay {
     /// refused, by policy or because their audit events (`results`, by
     /// place in the batch) could not be stored.
     fn release(&mut self, mut messages: Vec<Message>, end: usize, answers: &Answers) {
-        let (results, outcomes) = answers;
+        let (results, outcomes, cancelled) = answers;
         // Masking started with a reload: from these messages on, results
         // are masked (answers to what went before are unknown, so masked
         // whole).
@@ -622,6 +624,12 @@ impl Relay {
                     }
                     None => ticket = Some(Ticket::new(tag, message.stamp.request, seqs)),
                 }
+            }
+            // Cancelled while held for its audit event: refused as the
+            // server refuses a cancelled statement.
+            if let (true, true, Verdict::Forward) = (*cancelled, ticket.is_some(), &verdict) {
+                ticket = None;
+                verdict = Verdict::Refuse(super::review::cancelled_error());
             }
             // A statement already refused (its audit event was not stored)
             // keeps that refusal: it is the reason nothing ran.

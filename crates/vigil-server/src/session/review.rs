@@ -153,6 +153,17 @@ pub(crate) fn outcome_error(id: &str, outcome: &Outcome) -> Option<Bytes> {
     })
 }
 
+/// What a statement cancelled before it reached the server gets: what the
+/// server gives one it cancelled.
+pub(crate) fn cancelled_error() -> Bytes {
+    error(
+        "57014",
+        "canceling statement due to user request",
+        Some("Vigil cancelled it before it reached the server; nothing ran."),
+        None,
+    )
+}
+
 fn no_request(why: &str) -> Bytes {
     error(
         "53400",

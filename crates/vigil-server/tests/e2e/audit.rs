@@ -295,3 +295,37 @@ fn fast_mode_records_and_off_records_nothing() {
         }
     }
 }
+
+/// psql's Ctrl-C while a statement waits for its audit event (strict mode,
+/// the store slow to take the write): the statement never reaches the
+/// server, and the client hears 57014 as it would from PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_while_the_audit_event_is_stored_stops_the_statement() {
+    let db = TestDb::create("audit_cancel");
+    db.direct_sql("CREATE TABLE t (x int)");
+    let proxy = Proxy::start(&config_toml(
+        &db.name,
+        "",
+        "[audit]\nmode = \"strict\"\nbusy_timeout_ms = 10000\n",
+    ));
+    let client = proxy.connect("alice", ALICE_PASSWORD).await;
+    client.simple_query("SELECT 1").await.unwrap();
+    // Another process holds the store's write lock: the commit waits.
+    let store = proxy.audit_store();
+    let blocker = rusqlite::Connection::open(&store).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let token = client.cancel_token();
+    let insert = tokio::spawn(async move { client.simple_query("INSERT INTO t VALUES (1)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    let error = tokio::time::timeout(Duration::from_secs(20), insert)
+        .await
+        .expect("answered")
+        .unwrap()
+        .expect_err("cancelled");
+    assert_eq!(error.code().unwrap().code(), "57014", "{error}");
+    assert_eq!(db.direct_sql("SELECT count(*) FROM t").trim(), "0");
+}
