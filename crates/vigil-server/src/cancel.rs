@@ -57,8 +57,8 @@ impl CancelRegistry {
         let pid = target.pid;
         loop {
             let secret = rand::random::<i32>();
-            if !targets.contains_key(&(pid, secret)) {
-                targets.insert((pid, secret), target);
+            if let std::collections::hash_map::Entry::Vacant(free) = targets.entry((pid, secret)) {
+                free.insert(target);
                 return CancelKey {
                     registry: Arc::clone(state),
                     pid,
