@@ -18,37 +18,51 @@ use crate::{Action, Rule};
 
 pub const RULE_ID: &str = "vigil.parser-integrity";
 
-/// The integrity rule, when `statement` breaks it.
+/// The integrity rule, when `statement` breaks it: worded for the setting
+/// it would change.
 pub(crate) fn check(statement: &Statement) -> Option<Arc<Rule>> {
-    let settings = &statement.properties.settings;
-    if settings.is_empty() {
-        return None;
-    }
-    let unsafe_change = settings.iter().any(|change| {
-        let Some(name) = change.name.as_deref() else {
-            // set_config with a computed name could name either one.
-            return true;
-        };
-        let value = match &change.value {
-            SettingValue::Default => return false,
-            SettingValue::Value(v) => v.to_ascii_lowercase(),
-            // A value only known when it runs (a bind parameter, an
-            // expression) could be any value.
-            SettingValue::Unknown => {
-                return matches!(
-                    name,
-                    "client_encoding" | "standard_conforming_strings" | "search_path" | "all"
-                )
-            }
-        };
-        match name {
-            "search_path" => !pg_catalog_first(&value),
-            "client_encoding" => !encoding_is_safe(&value),
-            "standard_conforming_strings" => !is_on(&value),
-            _ => false,
-        }
-    });
-    unsafe_change.then(rule)
+    statement
+        .properties
+        .settings
+        .iter()
+        .find_map(|change| {
+            let Some(name) = change.name.as_deref() else {
+                // set_config with a computed name could name any of them.
+                return Some(Broken::Unknown);
+            };
+            let broken = match name {
+                "client_encoding" => Broken::Encoding,
+                "standard_conforming_strings" => Broken::Strings,
+                "search_path" => Broken::SearchPath,
+                "all" => Broken::Unknown,
+                _ => return None,
+            };
+            let value = match &change.value {
+                SettingValue::Default => return None,
+                SettingValue::Value(v) => v.to_ascii_lowercase(),
+                // A value only known when it runs (a bind parameter, an
+                // expression) could be any value.
+                SettingValue::Unknown => return Some(broken),
+            };
+            let safe = match broken {
+                Broken::SearchPath => pg_catalog_first(&value),
+                Broken::Encoding => encoding_is_safe(&value),
+                Broken::Strings => is_on(&value),
+                Broken::Unknown => false,
+            };
+            (!safe).then_some(broken)
+        })
+        .map(rule)
+}
+
+/// Which of the settings the analyzer relies on a statement would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broken {
+    Encoding,
+    Strings,
+    SearchPath,
+    /// Not known until it runs: any of them.
+    Unknown,
 }
 
 /// Whether the server, reading text in `encoding`, sees the same quotes and
@@ -91,7 +105,7 @@ pub fn encoding_is_safe(encoding: &str) -> bool {
 /// Whether built-in functions still win over same-named ones in other
 /// schemas: `pg_catalog` is searched first unless a search_path names it
 /// later. The analyzer trusts unqualified calls of built-in names.
-fn pg_catalog_first(search_path: &str) -> bool {
+pub fn pg_catalog_first(search_path: &str) -> bool {
     let schemas: Vec<String> = search_path
         .split(',')
         .map(|s| s.trim().trim_matches('"').to_owned())
@@ -111,22 +125,48 @@ pub fn is_on(value: &str) -> bool {
     )
 }
 
-fn rule() -> Arc<Rule> {
-    static RULE: OnceLock<Arc<Rule>> = OnceLock::new();
-    RULE.get_or_init(|| {
-        Arc::new(Rule {
-            id: RULE_ID.into(),
-            action: Action::Deny,
-            message: "this statement would change how the server reads SQL text (client_encoding must keep ASCII bytes ASCII, as UTF8 does, and standard_conforming_strings must stay on), so Vigil could no longer see what later statements do".into(),
-            hint: Some("Keep client_encoding = UTF8 and standard_conforming_strings = on; use E'…' strings for backslash escapes.".into()),
-            description: None,
-            origin: "built-in".into(),
-            when: When::default(),
-            unless: Subjects::default(),
-            mask: Vec::new(),
-            approvers: None,
-            approval: None,
-        })
-    })
-    .clone()
+fn rule(broken: Broken) -> Arc<Rule> {
+    static RULES: OnceLock<[Arc<Rule>; 4]> = OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        let make = |message: &str, hint: &str| {
+            Arc::new(Rule {
+                id: RULE_ID.into(),
+                action: Action::Deny,
+                message: message.into(),
+                hint: Some(hint.into()),
+                description: None,
+                origin: "built-in".into(),
+                when: When::default(),
+                unless: Subjects::default(),
+                mask: Vec::new(),
+                approvers: None,
+                approval: None,
+            })
+        };
+        [
+            make(
+                "this client encoding is one PostgreSQL allows only on the client side (SJIS, BIG5, GBK, UHC, GB18030, JOHAB): its multibyte characters can contain ASCII bytes such as a backslash or a quote, so Vigil could not tell where the server sees strings end",
+                "Use UTF8, or an encoding the server itself can use (LATIN1 to LATIN10, WIN125x, KOI8, EUC_JP, EUC_KR …): Vigil reads those as the server does.",
+            ),
+            make(
+                "with standard_conforming_strings off the server reads a backslash in '…' as an escape, so Vigil could no longer see where strings end in later statements",
+                "Keep standard_conforming_strings on; use E'…' strings for backslash escapes.",
+            ),
+            make(
+                "a search_path that puts pg_catalog after another schema lets that schema's functions stand in for the built-ins Vigil vouches for",
+                "Put pg_catalog first (SET search_path = pg_catalog, app, public), or leave it out: PostgreSQL then searches it first.",
+            ),
+            make(
+                "this statement changes a setting it names only when it runs, which could be one that changes how the server reads SQL text (client_encoding, standard_conforming_strings, search_path)",
+                "Name the setting and its value in the statement, or use SET with a literal value.",
+            ),
+        ]
+    });
+    let index = match broken {
+        Broken::Encoding => 0,
+        Broken::Strings => 1,
+        Broken::SearchPath => 2,
+        Broken::Unknown => 3,
+    };
+    Arc::clone(&rules[index])
 }

@@ -38,6 +38,10 @@ impl StartError {
 pub enum SessionError {
     #[error("protocol violation: {0}")]
     Protocol(#[from] WireError),
+    /// What came in place of a startup packet was not one. PostgreSQL
+    /// closes such a connection without a word; so does Vigil.
+    #[error("invalid startup packet: {0}")]
+    BadStartup(WireError),
     #[error("client i/o: {0}")]
     ClientIo(std::io::Error),
     #[error("client closed the connection")]
@@ -91,7 +95,10 @@ impl SessionError {
             vigil_wire::backend::error_response(out, &report);
         };
         match self {
-            SessionError::ClientIo(_) | SessionError::ClientGone | SessionError::ClientTls(_) => {}
+            SessionError::ClientIo(_)
+            | SessionError::ClientGone
+            | SessionError::ClientTls(_)
+            | SessionError::BadStartup(_) => {}
             SessionError::Protocol(e) => fatal(out, e.sqlstate(), &e.to_string(), None),
             SessionError::Unexpected { tag, phase } => fatal(
                 out,

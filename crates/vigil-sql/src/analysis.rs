@@ -182,6 +182,9 @@ pub struct Properties {
     /// unqualified one resolves, like a function, among every schema on the
     /// search path, so a database's own overload may be the one that runs.
     pub operators: Vec<String>,
+    /// A `set_config(…)` names its setting or value with a bind parameter
+    /// (`$1`): what it changes is known only when bound.
+    pub bound_settings: bool,
     /// Run-time parameters the statement changes, by `SET` / `RESET` or by a
     /// `set_config(…)` call anywhere in it.
     pub settings: Vec<SettingChange>,

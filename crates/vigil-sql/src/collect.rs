@@ -15,6 +15,15 @@ use crate::{
     Output, Properties, Relation, SettingChange, SettingValue,
 };
 
+/// Whether `node` is a bind parameter (`$1`, also cast: `$1::text`).
+fn is_parameter(node: &pb::Node) -> bool {
+    match &node.node {
+        Some(N::ParamRef(_)) => true,
+        Some(N::TypeCast(cast)) => cast.arg.as_deref().is_some_and(is_parameter),
+        _ => false,
+    }
+}
+
 /// Whether a WHERE (or join condition) can leave rows out: it names a
 /// column somewhere, in each branch of an OR and in some part of an AND.
 /// `WHERE true`, `WHERE 1 = 1`, `WHERE $1` or `WHERE x = 1 OR true` name
@@ -54,7 +63,7 @@ fn names_a_column(node: &N) -> bool {
 /// Settings that govern the server's logging and auditing, or that only
 /// superusers may set: changing one is administration, not a session's own
 /// business.
-fn is_admin_setting(name: &str) -> bool {
+pub fn is_admin_setting(name: &str) -> bool {
     const ADMIN: &[&str] = &[
         "session_replication_role",
         "track_activities",
@@ -518,6 +527,10 @@ impl<'a> Collector<'a> {
         let name = strings(&call.funcname).collect::<Vec<_>>().join(".");
         if name == "set_config" || name == "pg_catalog.set_config" {
             let constant = |i: usize| call.args.get(i).and_then(constant_text);
+            let parameter = |i: usize| call.args.get(i).is_some_and(is_parameter);
+            if parameter(0) || parameter(1) {
+                self.properties.bound_settings = true;
+            }
             let change = SettingChange {
                 name: constant(0).map(|n| n.to_ascii_lowercase()),
                 value: constant(1).map_or(SettingValue::Unknown, SettingValue::Value),

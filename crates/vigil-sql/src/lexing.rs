@@ -49,6 +49,35 @@ pub fn prepared_statement_text(prepare: &str) -> Option<&str> {
     (!rest.is_empty()).then_some(rest)
 }
 
+/// `sql` with each bind parameter (`$1` …) replaced by its value as a
+/// literal (`None`: NULL), to analyze what a statement does once bound.
+/// `None` when the text cannot be scanned or names a parameter not given.
+pub fn with_parameters(sql: &str, values: &[Option<&str>]) -> Option<String> {
+    let tokens = pg_query::scan_tokens(sql).ok()?;
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut copied = 0;
+    for token in tokens.iter().filter(|t| t.token == Token::Param as i32) {
+        let (start, end) = (
+            usize::try_from(token.start).ok()?,
+            usize::try_from(token.end).ok()?,
+        );
+        let number: usize = sql.get(start + 1..end)?.parse().ok()?;
+        let value = values.get(number.checked_sub(1)?)?;
+        out.push_str(sql.get(copied..start)?);
+        match value {
+            None => out.push_str("NULL"),
+            Some(value) => {
+                out.push('\'');
+                out.push_str(&value.replace('\'', "''"));
+                out.push('\'');
+            }
+        }
+        copied = end;
+    }
+    out.push_str(sql.get(copied..)?);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +108,30 @@ mod tests {
         ] {
             assert!(!reads_differently_without_standard_strings(same), "{same}");
         }
+    }
+
+    #[test]
+    fn parameters_become_literals() {
+        assert_eq!(
+            with_parameters(
+                "SELECT set_config($1, $2::text, false), '$1', $10",
+                &[
+                    Some("client_encoding"),
+                    Some("it's"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None
+                ]
+            )
+            .as_deref(),
+            Some("SELECT set_config('client_encoding', 'it''s'::text, false), '$1', NULL")
+        );
+        assert_eq!(with_parameters("SELECT $2", &[Some("x")]), None);
     }
 
     #[test]

@@ -77,7 +77,10 @@ pub use analysis::{
     Properties, Relation, SettingChange, SettingValue, Statement,
 };
 pub use analyzer::{analyze_uncached, Analyzer, MAX_CACHED_LEN, STACK_NEEDED};
+pub use collect::is_admin_setting;
 pub use error::AnalyzeError;
 pub use functions::is_allowlisted;
 pub use kind::{Class, Kind, ObjectType, TransactionOp};
-pub use lexing::{prepared_statement_text, reads_differently_without_standard_strings};
+pub use lexing::{
+    prepared_statement_text, reads_differently_without_standard_strings, with_parameters,
+};

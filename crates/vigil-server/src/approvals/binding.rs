@@ -44,6 +44,10 @@ pub(crate) fn statements(analysis: &Analysis) -> Value {
 pub(crate) struct BindParameters {
     pub(crate) raw: Vec<u8>,
     pub(crate) shown: Vec<Option<String>>,
+    /// The values as the server reads a text parameter (binary or text
+    /// format alike: a text value's binary form is its bytes); `None` when
+    /// some value is not UTF-8.
+    pub(crate) texts: Option<Vec<Option<String>>>,
 }
 
 /// Reads the parameters of a Bind body; `None` when it is malformed (the
@@ -71,11 +75,15 @@ pub(crate) fn bind_parameters(body: &[u8]) -> Option<BindParameters> {
     }
     let params = count(take(&mut rest, 2)?);
     let mut shown = Vec::with_capacity(params);
+    let mut texts = Some(Vec::with_capacity(params));
     for i in 0..params {
         let len = take(&mut rest, 4)?;
         let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
         if len < 0 {
             shown.push(None);
+            if let Some(texts) = &mut texts {
+                texts.push(None);
+            }
             continue;
         }
         let value = take(&mut rest, len as usize)?;
@@ -84,12 +92,17 @@ pub(crate) fn bind_parameters(body: &[u8]) -> Option<BindParameters> {
             1 => codes[0] == 1,
             _ => codes.get(i) == Some(&1),
         };
-        shown.push(Some(match (binary, String::from_utf8(value)) {
-            (false, Ok(text)) => text,
-            (_, Ok(text)) => format!("\\x{}", hex(text.as_bytes())),
+        let value = String::from_utf8(value);
+        match (&mut texts, &value) {
+            (Some(texts), Ok(text)) => texts.push(Some(text.clone())),
+            (texts, _) => *texts = None,
+        }
+        shown.push(Some(match (binary, value) {
+            (false, Ok(value)) => value,
+            (_, Ok(value)) => format!("\\x{}", hex(value.as_bytes())),
             (_, Err(e)) => format!("\\x{}", hex(e.as_bytes())),
         }));
     }
     let raw = body[start..body.len() - rest.len()].to_vec();
-    Some(BindParameters { raw, shown })
+    Some(BindParameters { raw, shown, texts })
 }

@@ -42,7 +42,9 @@ impl ClientConn {
 
     pub(crate) async fn read_startup(&mut self) -> Result<StartupPacket, SessionError> {
         loop {
-            if let Some((packet, used)) = decode_startup(&self.inbuf)? {
+            if let Some((packet, used)) =
+                decode_startup(&self.inbuf).map_err(SessionError::BadStartup)?
+            {
                 self.inbuf.advance(used);
                 return Ok(packet);
             }

@@ -36,6 +36,9 @@ pub(crate) struct Prepared {
     pub(crate) masks: Option<Arc<MaskedStatement>>,
     /// It runs other names (`EXECUTE`, `FETCH`): decided at each Execute.
     pub(crate) refers: bool,
+    /// A `set_config` in it takes its setting or value from a bind
+    /// parameter: decided at each Bind, with the values bound.
+    pub(crate) bound_settings: bool,
 }
 
 /// A portal: bound from a prepared statement, or a cursor declared in SQL.
@@ -48,6 +51,9 @@ pub(crate) enum Portal {
         /// The statement's name and the result formats, for masking.
         statement: Vec<u8>,
         formats: Vec<i16>,
+        /// Decided at its Bind (see [`Prepared::bound_settings`]): masking
+        /// takes this portal's masks, not its statement's.
+        rebound: bool,
     },
     Cursor(Arc<Cursor>),
 }

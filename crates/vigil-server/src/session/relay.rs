@@ -328,7 +328,15 @@ impl Relay {
                 &mut self.client_unflushed,
                 cx,
             ))?;
-            if self.terminated && self.to_upstream.is_empty() && !self.upstream_unflushed {
+            // After Terminate the server still answers what came before it
+            // (then closes): the client gets those answers, as from
+            // PostgreSQL, before the session ends.
+            if self.terminated
+                && self.to_upstream.is_empty()
+                && !self.upstream_unflushed
+                && self.owed.settled()
+                && self.to_client.is_empty()
+            {
                 return Poll::Ready(Ok(End::ClientTerminated));
             }
 

@@ -1,31 +1,17 @@
 //! Which startup parameters a client may send, and which reach the upstream.
 //!
 //! Identity never comes from here: `user` only names who is trying to log in.
-//! Settings that could change privileges upstream (`role`,
-//! `session_authorization`, `-c role=…` in `options`) are refused rather than
-//! silently dropped, so a client knows it did not get what it asked for.
+//! A client may set at startup any setting it may `SET` itself, with the same
+//! exceptions: settings that switch identity (`role`,
+//! `session_authorization`), those that govern the server's own logging or
+//! that only superusers may touch (`log_statement`,
+//! `session_replication_role` …), and values that would make the server read
+//! SQL differently from Vigil (`standard_conforming_strings=off`, a
+//! client-only `client_encoding`, a `search_path` that puts `pg_catalog`
+//! after another schema). Those are refused rather than silently dropped, so
+//! a client knows it did not get what it asked for.
 
 use crate::SessionError;
-
-/// Run-time settings a client may choose at startup; compared case-insensitively,
-/// as PostgreSQL does. Each changes only how this session formats or limits
-/// its own work.
-const FORWARDED: &[&str] = &[
-    "application_name",
-    "bytea_output",
-    "client_encoding",
-    "datestyle",
-    "extra_float_digits",
-    "idle_in_transaction_session_timeout",
-    "intervalstyle",
-    "lc_monetary",
-    "lc_numeric",
-    "lc_time",
-    "lock_timeout",
-    "search_path",
-    "statement_timeout",
-    "timezone",
-];
 
 pub(crate) struct Startup<'a> {
     pub(crate) user: &'a str,
@@ -60,15 +46,15 @@ impl<'a> Startup<'a> {
                     }
                 }
                 "options" => {
-                    for setting in option_names(value) {
-                        if !allowed(setting) {
+                    for (setting, value) in option_settings(value) {
+                        if !allowed(setting, value) {
                             return Err(SessionError::ParameterRefused(setting.to_owned()));
                         }
                     }
                     forwarded.push((name.as_str(), value.as_str()));
                 }
                 option if option.starts_with("_pq_.") => protocol_options.push(option),
-                other if allowed(other) => {
+                other if allowed(other, Some(value)) => {
                     if other.eq_ignore_ascii_case("application_name") {
                         application_name = Some(value.as_str());
                     }
@@ -94,17 +80,34 @@ impl<'a> Startup<'a> {
     }
 }
 
-fn allowed(name: &str) -> bool {
-    FORWARDED
-        .iter()
-        .any(|allowed| allowed.eq_ignore_ascii_case(name))
+/// Whether a client may set `name` (to `value`, when known) at startup: as
+/// it may with SET, less what the integrity and least-privilege rules name.
+/// Names are matched as PostgreSQL matches them, case-insensitively.
+fn allowed(name: &str, value: Option<&str>) -> bool {
+    use vigil_policy::integrity::{encoding_is_safe, is_on, pg_catalog_first};
+    let name = name.to_ascii_lowercase();
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if !plain || vigil_sql::is_admin_setting(&name) {
+        return false;
+    }
+    match name.as_str() {
+        // Identity switches; protocol-level parameters with meanings of their own.
+        "role" | "session_authorization" | "is_superuser" => false,
+        "client_encoding" => value.is_some_and(encoding_is_safe),
+        "standard_conforming_strings" => value.is_some_and(is_on),
+        "search_path" => value.is_some_and(pg_catalog_first),
+        _ => true,
+    }
 }
 
-/// The setting names in an `options` string: `-c name=value`, `-cname=value`
-/// and `--name=value`, with PostgreSQL's backslash escapes. Anything else
-/// (other command-line switches) yields its raw text so it is refused.
-fn option_names(options: &str) -> Vec<&str> {
-    let mut names = Vec::new();
+/// The settings in an `options` string: `-c name=value`, `-cname=value` and
+/// `--name=value`, with PostgreSQL's backslash escapes. Anything else (other
+/// command-line switches) yields its raw text and no value, so it is refused.
+fn option_settings(options: &str) -> Vec<(&str, Option<&str>)> {
+    let mut settings = Vec::new();
     let mut words = split_words(options).into_iter();
     while let Some(word) = words.next() {
         let setting = if word == "-c" {
@@ -114,12 +117,15 @@ fn option_names(options: &str) -> Vec<&str> {
         } else if let Some(rest) = word.strip_prefix("-c") {
             rest
         } else {
-            names.push(word);
+            settings.push((word, None));
             continue;
         };
-        names.push(setting.split('=').next().unwrap_or(setting));
+        match setting.split_once('=') {
+            Some((name, value)) => settings.push((name, Some(value))),
+            None => settings.push((setting, None)),
+        }
     }
-    names
+    settings
 }
 
 /// Splits on unescaped whitespace; escapes stay in the words, which is enough
@@ -190,7 +196,14 @@ mod tests {
             ("options", "-c role=postgres"),
             ("options", "-crole=postgres"),
             ("options", "--session_authorization=postgres"),
-            ("options", "-c default_transaction_read_only=off"),
+            ("options", "-c log_statement=none"),
+            ("options", "-c session_replication_role=replica"),
+            ("log_min_duration_statement", "-1"),
+            ("standard_conforming_strings", "off"),
+            ("client_encoding", "SJIS"),
+            ("search_path", "evil, pg_catalog"),
+            ("options", "-c search_path=evil,pg_catalog"),
+            ("options", "-c standard_conforming_strings=off"),
             ("options", "-D /tmp"),
         ] {
             let p = params(&[("user", "alice"), (name, value)]);
@@ -202,6 +215,24 @@ mod tests {
                 "{name}={value}"
             );
         }
+    }
+
+    #[test]
+    fn what_a_session_may_set_itself_is_taken() {
+        let p = params(&[
+            ("user", "alice"),
+            ("default_transaction_isolation", "serializable"),
+            ("client_min_messages", "warning"),
+            (
+                "options",
+                "-c default_transaction_read_only=off -c work_mem=64MB",
+            ),
+            ("search_path", "pg_catalog, app"),
+            ("standard_conforming_strings", "on"),
+            ("client_encoding", "LATIN1"),
+            ("myapp.tenant", "42"),
+        ]);
+        assert_eq!(Startup::check(0, &p).unwrap().forwarded.len(), 7);
     }
 
     #[test]

@@ -259,3 +259,68 @@ approvers = { groups = ["dba"], count = 1 }
     }
     assert_intact(&db);
 }
+
+/// `set_config` with its setting or value bound as a parameter (as drivers
+/// send it) is decided on the values bound: harmless ones run, the rest are
+/// refused as their literal forms are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_set_config_is_decided_on_the_values_bound() {
+    let db = target_db();
+    let proxy = proxy(&db);
+    let agent = proxy.connect("agent", AGENT_PASSWORD).await;
+    let both = "SELECT set_config($1, $2, false)";
+    let value = "SELECT set_config('client_encoding', $1, false)";
+    for (sql, params) in [
+        (both, vec!["client_encoding", "UTF8"]),
+        (both, vec!["statement_timeout", "5s"]),
+        (both, vec!["application_name", "it's mine"]),
+        (value, vec!["utf8"]),
+    ] {
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p as _).collect();
+        let row = agent
+            .query_one(sql, &params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql} {params:?}: {e:?}"));
+        let _: String = row.get(0);
+    }
+    for (sql, params, rule) in [
+        (
+            both,
+            vec!["standard_conforming_strings", "off"],
+            "vigil.parser-integrity",
+        ),
+        (
+            both,
+            vec!["search_path", "public, pg_catalog"],
+            "vigil.parser-integrity",
+        ),
+        (
+            both,
+            vec!["client_encoding", "SJIS"],
+            "vigil.parser-integrity",
+        ),
+        (value, vec!["GBK"], "vigil.parser-integrity"),
+        (both, vec!["role", "postgres"], "guardrail.identity-switch"),
+        (
+            both,
+            vec!["log_statement", "none"],
+            "guardrail.administration",
+        ),
+    ] {
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p as _).collect();
+        let error = agent.query_one(sql, &params).await.expect_err(sql);
+        let db_error = error.as_db_error().unwrap();
+        assert_eq!(db_error.code().code(), "42501", "{params:?}: {db_error:?}");
+        assert!(
+            db_error.message().contains(rule),
+            "{params:?}: {db_error:?}"
+        );
+    }
+    let row = agent
+        .query_one("SHOW standard_conforming_strings", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "on");
+}

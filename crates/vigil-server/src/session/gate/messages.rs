@@ -102,6 +102,35 @@ impl Gate {
             Ok(read) => read,
             Err(gated) => return gated,
         };
+        if analysis
+            .statements
+            .iter()
+            .any(|s| s.properties.bound_settings)
+        {
+            // Preparing runs nothing; what it would change is judged at
+            // each Bind, where the values are known.
+            let sql: Arc<str> = Arc::from(text.as_ref());
+            let prepared = Arc::new(Prepared {
+                analysis,
+                rule: None,
+                masked: Vec::new(),
+                review: None,
+                source: Arc::clone(&sql),
+                sql,
+                masks: self
+                    .masks
+                    .as_ref()
+                    .map(|_| Arc::new(MaskedStatement::unknown())),
+                refers: false,
+                bound_settings: true,
+            });
+            self.defined.statements.stage(
+                At::message(place.stamp.request),
+                place.stamp.epoch,
+                Change::Define(name.to_vec(), prepared),
+            );
+            return Checked::forward(None).into();
+        }
         let (mut checked, decision) = self.decide(&analysis, None, None, None);
         let rule = decision.rule;
         if let Verdict::Forward = checked.verdict {
@@ -133,6 +162,7 @@ impl Gate {
                 sql,
                 masks,
                 refers,
+                bound_settings: false,
             });
             self.defined.statements.stage(
                 At::message(place.stamp.request),
@@ -175,6 +205,14 @@ impl Gate {
                 return self.unknown_name("26000", &what, "<bind>", events).into();
             }
         };
+        let rebound = prepared.bound_settings;
+        let prepared = match rebound {
+            false => prepared,
+            true => match self.decide_bound(&prepared, body, events) {
+                Ok(bound) => bound,
+                Err(refused) => return refused.into(),
+            },
+        };
         let parameters = match prepared.review {
             Some(_) => bind_parameters(body).map(Arc::new),
             None => None,
@@ -188,6 +226,7 @@ impl Gate {
             parameters,
             statement: statement.to_vec(),
             formats,
+            rebound,
         };
         self.defined.portals.stage(
             At::message(place.stamp.request),
@@ -197,6 +236,65 @@ impl Gate {
         // Binding converts parameters with their types' input functions.
         self.reading.runs(place.stamp.request);
         Checked::forward(None).into()
+    }
+
+    /// `prepared`, whose `set_config` takes bind parameters, decided with
+    /// the values of this Bind (`body`) in place of the parameters: as a
+    /// Parse of that text would be. The refusal when it would be refused.
+    fn decide_bound(
+        &mut self,
+        prepared: &Prepared,
+        body: &[u8],
+        events: &mut Vec<AuditEvent>,
+    ) -> Result<Arc<Prepared>, Checked> {
+        let text = bind_parameters(body)
+            .and_then(|parameters| parameters.texts)
+            .and_then(|texts| {
+                let values: Vec<Option<&str>> = texts.iter().map(|v| v.as_deref()).collect();
+                vigil_sql::with_parameters(&prepared.sql, &values)
+            });
+        let Some(text) = text else {
+            self.refused += 1;
+            return Err(Checked::refuse(integrity_refusal(
+                "42501",
+                vigil_policy::integrity::RULE_ID,
+                "a set_config here takes its setting or value from a bind parameter Vigil cannot read as text",
+                "Bind the setting's name and value as text.",
+            )));
+        };
+        let analysis = match self.state.analyzer.analyze(&text) {
+            Ok(analysis) => self.unshadow(analysis),
+            Err(error) => return Err(Checked::refuse(self.refuse_analysis(&error))),
+        };
+        let (mut checked, decision) = self.decide(&analysis, None, None, None);
+        if let Verdict::Refuse(_) = checked.verdict {
+            let decided = Decided {
+                action: decision.action,
+                rule: decision.rule.as_deref(),
+                masked: &[],
+                approval: None,
+            };
+            self.record(&analysis, &decided, events);
+            return Err(checked);
+        }
+        let review = (decision.action == Action::Review).then_some(decision.source);
+        let masked = super::masked_names(checked.masks.as_deref());
+        let masks = checked
+            .masks
+            .take()
+            .and_then(|m| m.into_iter().next())
+            .map(Arc::new);
+        Ok(Arc::new(Prepared {
+            refers: analysis.statements.iter().any(Reference::late),
+            analysis,
+            rule: decision.rule,
+            masked,
+            review,
+            sql: Arc::clone(&prepared.sql),
+            source: Arc::clone(&prepared.source),
+            masks,
+            bound_settings: false,
+        }))
     }
 
     /// An Execute of `portal`: the audited statement it runs, held or
@@ -222,11 +320,17 @@ impl Gate {
             Portal::Bound {
                 prepared,
                 parameters,
+                rebound,
                 ..
-            } => (
-                self.execute_bound(&prepared, parameters.as_deref(), place, events),
-                Some(prepared),
-            ),
+            } => {
+                let mut gated = self.execute_bound(&prepared, parameters.as_deref(), place, events);
+                if let (true, Gated::Checked(checked), Some(masks)) =
+                    (rebound, &mut gated, &prepared.masks)
+                {
+                    checked.masks = Some(vec![(**masks).clone()]);
+                }
+                (gated, Some(prepared))
+            }
         };
         if let Gated::Checked(Checked {
             verdict: Verdict::Forward,
@@ -588,6 +692,7 @@ impl Gate {
             sql: Arc::from(sql),
             source: Arc::from(source),
             masks,
+            bound_settings: false,
         }))
     }
 
