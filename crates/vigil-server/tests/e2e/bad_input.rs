@@ -187,3 +187,42 @@ fn a_client_that_never_authenticates_is_disconnected() {
     assert_eq!(reply.first(), Some(&b'E'));
     assert_eq!(sqlstate(&reply[5..]), "08006");
 }
+
+/// A query and Terminate in one write: PostgreSQL answers the query before
+/// it closes, and so does Vigil (psycopg's `test_socket_closed` relies on it).
+#[test]
+fn a_query_then_terminate_still_gets_its_answer() {
+    let db = TestDb::create("bad_terminate");
+    let proxy = Proxy::start(&config_toml(&db.name, "", ""));
+    let mut raw = RawClient::login(proxy.port, "alice", ALICE_PASSWORD);
+    let mut out = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::query("SELECT pg_sleep(0.2), 42", &mut out).unwrap();
+    postgres_protocol::message::frontend::terminate(&mut out);
+    raw.send(&out).unwrap();
+    let answers = raw.read_to_close();
+    let tags: Vec<u8> = answers.iter().map(|(tag, _)| *tag).collect();
+    assert_eq!(tags, b"TDCZ", "{answers:?}");
+    assert!(answers[1].1.ends_with(b"42"));
+}
+
+/// What is not a startup packet is closed without a word, as PostgreSQL
+/// closes it (node-postgres's quick-disconnect test relies on it).
+#[test]
+fn a_malformed_startup_packet_is_closed_without_a_word() {
+    let db = TestDb::create("bad_startup");
+    let proxy = Proxy::start(&config_toml(&db.name, "", ""));
+    for junk in [
+        &[0u8, 0, 0, 3][..],
+        &[0, 0, 0, 8, 0, 0, 0, 0][..],
+        &[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0][..],
+    ] {
+        let mut stream = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(junk).unwrap();
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        assert!(reply.is_empty(), "{junk:?}: {reply:?}");
+    }
+}
