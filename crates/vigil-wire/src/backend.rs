@@ -190,6 +190,40 @@ pub fn parse(out: &mut BytesMut, name: &[u8], sql: &str) {
     });
 }
 
+/// A Parse of `rest` (a client Parse's body after its statement name: the
+/// text and the parameter types, as sent) under the statement name `name`.
+pub fn parse_renamed(out: &mut BytesMut, name: &[u8], rest: &[u8]) {
+    framed(out, f::PARSE, |out| {
+        out.extend(name.iter().copied().filter(|&b| b != 0));
+        out.put_u8(0);
+        out.extend_from_slice(rest);
+    });
+}
+
+/// A Parse of `sql` (bytes as the client sent them) under `name`.
+pub fn parse_bytes(out: &mut BytesMut, name: &[u8], sql: &[u8]) {
+    framed(out, f::PARSE, |out| {
+        out.extend(name.iter().copied().filter(|&b| b != 0));
+        out.put_u8(0);
+        out.extend(sql.iter().copied().filter(|&b| b != 0));
+        out.put_u8(0);
+        out.put_i16(0);
+    });
+}
+
+/// Close of a prepared statement (`S`) or portal (`P`).
+pub fn close(out: &mut BytesMut, kind: u8, name: &[u8]) {
+    framed(out, f::CLOSE, |out| {
+        out.put_u8(kind);
+        out.extend(name.iter().copied().filter(|&b| b != 0));
+        out.put_u8(0);
+    });
+}
+
+pub fn sync(out: &mut BytesMut) {
+    framed(out, f::SYNC, |_| {});
+}
+
 pub fn terminate(out: &mut BytesMut) {
     framed(out, f::TERMINATE, |_| {});
 }

@@ -37,6 +37,19 @@ enum Sent {
     },
     /// A refused Query whose error has been sent; its ReadyForQuery follows.
     Answered(Stamp),
+    /// A text the analyzer could not read, sent to the server to parse (a
+    /// Close of Vigil's check statement, a Parse of the text under it, then
+    /// a stand-in; and a Sync for a Query): the server's own error reaches
+    /// the client, or Vigil's `error` if the server parsed it.
+    Checking {
+        extended: bool,
+        error: Bytes,
+        stamp: Stamp,
+        /// The server answered the Close and the Parse (the stand-in's
+        /// error comes next).
+        closed: bool,
+        parsed: bool,
+    },
     /// A Query of Vigil's own: its answers are Vigil's, not the client's.
     Internal(Stamp),
 }
@@ -80,6 +93,10 @@ impl Sent {
                     extended: false,
                     ..
                 }
+                | Sent::Checking {
+                    extended: false,
+                    ..
+                }
         )
     }
 
@@ -88,7 +105,9 @@ impl Sent {
     fn extended(&self) -> bool {
         matches!(
             self,
-            Sent::Extended(..) | Sent::Refused { extended: true, .. }
+            Sent::Extended(..)
+                | Sent::Refused { extended: true, .. }
+                | Sent::Checking { extended: true, .. }
         )
     }
 
@@ -100,7 +119,8 @@ impl Sent {
             | Sent::FunctionCall(stamp)
             | Sent::Answered(stamp)
             | Sent::Internal(stamp)
-            | Sent::Refused { stamp, .. } => Some(*stamp),
+            | Sent::Refused { stamp, .. }
+            | Sent::Checking { stamp, .. } => Some(*stamp),
             Sent::CopyEnd => None,
         }
     }
@@ -115,6 +135,12 @@ impl Sent {
 pub(crate) struct Heard {
     /// The answer to a refused message: the client hears this instead.
     pub(crate) refusal: Option<Bytes>,
+    /// The server's own error about a text Vigil could not read: the client
+    /// hears it, unless it only says the text holds several statements (a
+    /// Parse takes one): then `refusal`.
+    pub(crate) server_error_unless_several: bool,
+    /// An answer to a message of Vigil's own: the client never sees it.
+    pub(crate) swallow: bool,
     pub(crate) event: Option<Event>,
 }
 
@@ -415,6 +441,21 @@ impl Owed {
     /// A refused Query (or extended-protocol message, when `extended`) went
     /// to the server as `stamp`, in a form it will reject; `error` is what
     /// the client hears instead.
+    /// A text the analyzer could not read went to the server to be parsed
+    /// (see [`Sent::Checking`]) as `stamp`.
+    pub(crate) fn client_checked(&mut self, extended: bool, error: Bytes, stamp: Stamp) {
+        if self.skipping {
+            return;
+        }
+        self.sent.push_back(Sent::Checking {
+            extended,
+            error,
+            stamp,
+            closed: false,
+            parsed: false,
+        });
+    }
+
     pub(crate) fn client_refused(&mut self, extended: bool, error: Bytes, stamp: Stamp) {
         // The stand-in is discarded unheard, as the message would have been.
         if self.skipping {
@@ -430,6 +471,21 @@ impl Owed {
     /// A server message arrived: what it says about the client's requests.
     pub(crate) fn server_sent(&mut self, tag: u8) -> Heard {
         let mut heard = Heard::default();
+        if let Some(Sent::Checking { closed, parsed, .. }) = self.sent.front_mut() {
+            match tag {
+                b::CLOSE_COMPLETE if !*closed => {
+                    *closed = true;
+                    heard.swallow = true;
+                    return heard;
+                }
+                b::PARSE_COMPLETE if *closed && !*parsed => {
+                    *parsed = true;
+                    heard.swallow = true;
+                    return heard;
+                }
+                _ => {}
+            }
+        }
         match tag {
             b::READY_FOR_QUERY => {
                 // Everything up to the request that ended, then the COPY
@@ -469,8 +525,13 @@ impl Owed {
                         to_sync: front.extended(),
                     }
                 });
-                if let Sent::Refused { error, .. } = front {
-                    heard.refusal = Some(error.clone());
+                match front {
+                    Sent::Refused { error, .. } => heard.refusal = Some(error.clone()),
+                    Sent::Checking { error, parsed, .. } => {
+                        heard.refusal = Some(error.clone());
+                        heard.server_error_unless_several = !parsed;
+                    }
+                    _ => {}
                 }
                 if front.extended() {
                     // The server now discards every message until the next

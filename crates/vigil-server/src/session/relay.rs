@@ -86,6 +86,10 @@ const STAND_IN: &str = "VIGIL_REFUSED_THIS_STATEMENT";
 /// The prepared statement name a refused Execute's stand-in Parse uses: it
 /// fails, so nothing of that name is ever created.
 const STAND_IN_NAME: &[u8] = b"vigil_refused";
+/// The prepared statement name under which the server is asked to parse a
+/// text the analyzer could not read. Nothing ever runs it: no client can
+/// bind a name Vigil did not see it define.
+const CHECK_NAME: &[u8] = b"vigil_syntax_check";
 
 /// One client message (or a piece of a streamed one), checked and waiting to
 /// be passed on.
@@ -94,6 +98,9 @@ struct Message {
     range: Range<usize>,
     /// Its place in the stream (a streamed chunk shares its message's).
     stamp: Stamp,
+    /// Refused as unreadable, with the server asked to parse it (see
+    /// `refuse`).
+    ask_server: bool,
     /// Its tag; `None` for the continuation of a streamed message.
     tag: Option<u8>,
     verdict: Verdict,
@@ -469,9 +476,14 @@ impl Relay {
                         self.closed_through = place.stamp.request;
                     }
                     let runs = checked.runs.map(|seqs| (seqs, first_event..events.len()));
+                    // A Query's check ends with a Sync: only where that
+                    // cannot end anything of the client's.
+                    let ask_server = checked.unreadable
+                        && (tag == f::PARSE || (tag == f::QUERY && place.fresh && !place.skipped));
                     messages.push(Message {
                         range,
                         stamp: place.stamp,
+                        ask_server,
                         tag: Some(tag),
                         verdict: checked.verdict,
                         runs,
@@ -489,6 +501,7 @@ impl Relay {
                             request: self.request,
                             epoch: self.epoch,
                         },
+                        ask_server: false,
                         tag: None,
                         verdict: Verdict::Forward,
                         runs: None,
@@ -675,6 +688,9 @@ impl Relay {
                         self.gate.live.session().set_activity(Activity::Active);
                     }
                 }
+                Verdict::Refuse(error) if message.ask_server => {
+                    self.ask_server(tag, message.range, error, message.stamp)
+                }
                 Verdict::Refuse(error) => self.refuse(tag, message.range, error, message.stamp),
             }
             if matches!(tag, f::QUERY | f::FUNCTION_CALL | f::EXECUTE) {
@@ -712,6 +728,35 @@ impl Relay {
             _ => vigil_wire::backend::query(&mut self.to_upstream, STAND_IN),
         }
         self.owed.client_refused(extended, error, stamp);
+    }
+
+    /// Refuses a Query or Parse whose text the analyzer could not read by
+    /// asking the server to parse it, under a statement name of Vigil's own
+    /// (a Parse runs nothing), followed by a stand-in sure to fail: the
+    /// client hears the server's own error, with its SQLSTATE, position and
+    /// hint, or Vigil's `error` if the server took the text.
+    fn ask_server(&mut self, tag: u8, range: Range<usize>, error: Bytes, stamp: Stamp) {
+        let body = &self.from_client[range.start + 5..range.end];
+        let out = &mut self.to_upstream;
+        vigil_wire::backend::close(out, b'S', CHECK_NAME);
+        match tag {
+            f::PARSE => {
+                // The client's text and parameter types, under Vigil's name.
+                let after_name = body
+                    .iter()
+                    .position(|&b| b == 0)
+                    .map_or(body.len(), |n| n + 1);
+                vigil_wire::backend::parse_renamed(out, CHECK_NAME, &body[after_name..]);
+                vigil_wire::backend::parse(out, STAND_IN_NAME, STAND_IN);
+            }
+            _ => {
+                let text = query_text(body).unwrap_or_default();
+                vigil_wire::backend::parse_bytes(out, CHECK_NAME, text);
+                vigil_wire::backend::parse(out, STAND_IN_NAME, STAND_IN);
+                vigil_wire::backend::sync(out);
+            }
+        }
+        self.owed.client_checked(tag == f::PARSE, error, stamp);
     }
 
     fn forward_upstream_frames(&mut self) -> Result<(), WireError> {
@@ -756,7 +801,29 @@ impl Relay {
                         };
                         self.gate.heard(event, status, self.masker.as_mut());
                     }
-                    if let Some(refusal) = heard.refusal {
+                    let several = |body: &[u8]| {
+                        vigil_wire::fields::ErrorFields::parse(body).is_ok_and(|e| {
+                            e.message().is_some_and(|m| {
+                                m.contains(
+                                    "cannot insert multiple commands into a prepared statement",
+                                )
+                            })
+                        })
+                    };
+                    let refusal = match heard.server_error_unless_several {
+                        // The server's own word on a text Vigil could not
+                        // read, unless it only objects to a Parse of several
+                        // statements: then Vigil's.
+                        true => heard
+                            .refusal
+                            .filter(|_| several(&self.from_upstream[frame.start + 5..frame.end])),
+                        false => heard.refusal,
+                    };
+                    if heard.swallow {
+                        self.to_client
+                            .extend_from_slice(&self.from_upstream[copied..frame.start]);
+                        copied = frame.end;
+                    } else if let Some(refusal) = refusal {
                         // The server's rejection of the stand-in: the client
                         // hears Vigil's refusal instead.
                         self.to_client

@@ -226,3 +226,74 @@ fn a_malformed_startup_packet_is_closed_without_a_word() {
         assert!(reply.is_empty(), "{junk:?}: {reply:?}");
     }
 }
+
+/// A text the analyzer cannot read is put to the server as a Parse (which
+/// runs nothing): the client hears the server's own error, SQLSTATE,
+/// position and all, as it would without Vigil; and nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_texts_get_the_servers_own_error() {
+    let db = TestDb::create("bad_syntax");
+    db.direct_sql("CREATE TABLE t (x int)");
+    let proxy = Proxy::start(&config_toml(&db.name, "", ""));
+    let through = proxy.connect("alice", ALICE_PASSWORD).await;
+    let (direct, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user=postgres dbname={}",
+            crate::harness::PG_HOST,
+            crate::harness::PG_PORT,
+            db.name
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    for sql in [
+        "SELEC 1",
+        "SELECT 1 FROM",
+        "SELECT E'\\u'",
+        "SELECT U&'\\D800'",
+        "SELECT 'a' UESCAPE 'x'",
+        "INSERT INTO t VALUES (1); SELEC 2",
+        "SELECT $1",
+    ] {
+        for extended in [false, true] {
+            if extended && (sql.contains(';') || sql.contains('$')) {
+                continue;
+            }
+            async fn run(
+                client: &tokio_postgres::Client,
+                sql: &str,
+                extended: bool,
+            ) -> tokio_postgres::Error {
+                match extended {
+                    false => client.simple_query(sql).await.map(|_| ()),
+                    true => client.execute(sql, &[]).await.map(|_| ()),
+                }
+                .expect_err("fails")
+            }
+            let (theirs, ours) = (
+                run(&direct, sql, extended).await,
+                run(&through, sql, extended).await,
+            );
+            let (theirs, ours) = (
+                theirs.as_db_error().unwrap_or_else(|| panic!("direct {sql}: {theirs:?}")),
+                ours.as_db_error()
+                    .unwrap_or_else(|| panic!("{sql} (extended: {extended}): {ours:?}")),
+            );
+            assert_eq!(
+                (
+                    theirs.code(),
+                    theirs.message(),
+                    theirs.position(),
+                    theirs.hint()
+                ),
+                (ours.code(), ours.message(), ours.position(), ours.hint()),
+                "{sql} (extended: {extended})"
+            );
+        }
+    }
+    assert_eq!(db.direct_sql("SELECT count(*) FROM t").trim(), "0");
+    // The session carries on.
+    through.simple_query("SELECT 1").await.unwrap();
+}

@@ -75,6 +75,10 @@ pub(crate) enum Verdict {
 /// that masks, what masking makes of its statements (a Query's, a Parse's).
 pub(crate) struct Checked {
     pub(crate) verdict: Verdict,
+    /// Refused because the analyzer could not read the text: the server is
+    /// asked to parse it (a Parse, which never runs anything) and its own
+    /// error, with its SQLSTATE and position, reaches the client.
+    pub(crate) unreadable: bool,
     pub(crate) runs: Option<Vec<u64>>,
     pub(crate) masks: Option<Vec<MaskedStatement>>,
     /// Forwarded only once approved (hold mode). Boxed: rare, and large.
@@ -92,6 +96,7 @@ impl Checked {
     pub(crate) fn forward(runs: Option<Vec<u64>>) -> Checked {
         Checked {
             verdict: Verdict::Forward,
+            unreadable: false,
             runs,
             masks: None,
             hold: None,
@@ -101,6 +106,7 @@ impl Checked {
     fn refuse(error: Bytes) -> Checked {
         Checked {
             verdict: Verdict::Refuse(error),
+            unreadable: false,
             runs: None,
             masks: None,
             hold: None,
@@ -368,7 +374,14 @@ impl Gate {
             Ok(analysis) => Ok((text, self.unshadow(analysis))),
             Err(error) => {
                 let error = self.refuse_analysis(&error);
-                refused(self, "vigil.unreadable", error, events)
+                let refused = refused(self, "vigil.unreadable", error, events);
+                refused.map_err(|gated| match gated {
+                    Gated::Checked(mut checked) => {
+                        checked.unreadable = true;
+                        Gated::Checked(checked)
+                    }
+                    other => other,
+                })
             }
         }
     }
