@@ -277,7 +277,9 @@ async fn unreadable_texts_get_the_servers_own_error() {
                 run(&through, sql, extended).await,
             );
             let (theirs, ours) = (
-                theirs.as_db_error().unwrap_or_else(|| panic!("direct {sql}: {theirs:?}")),
+                theirs
+                    .as_db_error()
+                    .unwrap_or_else(|| panic!("direct {sql}: {theirs:?}")),
                 ours.as_db_error()
                     .unwrap_or_else(|| panic!("{sql} (extended: {extended}): {ours:?}")),
             );

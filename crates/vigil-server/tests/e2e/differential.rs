@@ -533,13 +533,19 @@ fn check(session: &Session, app: &str, log: &[Value], audit: &[Audited]) -> Resu
         runs,
     } in executed(log)
     {
-        let found = audit[cursor..].iter().position(|a| {
-            a.may_have_run()
-                && candidates.contains(&a.text)
-                && runs.as_ref().is_none_or(|kind| a.kinds.contains(kind))
+        // The first statement of what ran is a statement that may have
+        // run; an EXECUTE among the text's statements ran what the log's
+        // `prepare:` detail says.
+        let found = (cursor..audit.len()).find(|&at| {
+            let group = &audit[at..(at + statements).min(audit.len())];
+            group[0].may_have_run()
+                && candidates.contains(&group[0].text)
+                && runs
+                    .as_ref()
+                    .is_none_or(|kind| group.iter().any(|a| a.kinds.contains(kind)))
         });
         match found {
-            Some(at) => cursor += at + statements.min(audit.len() - cursor - at),
+            Some(at) => cursor = (at + statements).min(audit.len()),
             None => {
                 return Err(format!(
                     "{app}: the server ran {message:?}, which the audit does not show allowed after #{cursor}\n\
