@@ -10,7 +10,21 @@
 //! with no backslash inside a plain string literal has the same tokens in both
 //! modes; a text with one has to be read knowing the mode.
 
-use pg_query::protobuf::Token;
+use pg_query::protobuf::{ScanToken, Token};
+
+/// PostgreSQL's scanner over `sql`. A text with no tokens at all (empty,
+/// or only whitespace) is answered here: pg_query 18.1 builds its token
+/// slice from the null pointer libpg_query returns for one, which is
+/// undefined behaviour (found by the `analyzer` fuzz target).
+pub(crate) fn scan(sql: &str) -> Result<Vec<ScanToken>, pg_query::Error> {
+    if sql
+        .bytes()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c'))
+    {
+        return Ok(Vec::new());
+    }
+    pg_query::scan_tokens(sql)
+}
 
 /// Whether `sql` would be read differently with `standard_conforming_strings`
 /// off: a backslash stands inside a plain string literal. A text the
@@ -19,7 +33,7 @@ pub fn reads_differently_without_standard_strings(sql: &str) -> bool {
     if !sql.contains('\\') {
         return false;
     }
-    let Ok(tokens) = pg_query::scan_tokens(sql) else {
+    let Ok(tokens) = scan(sql) else {
         return true;
     };
     tokens.iter().any(|token| {
@@ -36,7 +50,7 @@ pub fn reads_differently_without_standard_strings(sql: &str) -> bool {
 /// text after its first `AS` token (no type name contains that keyword).
 /// `None` when `prepare` is not of that form.
 pub fn prepared_statement_text(prepare: &str) -> Option<&str> {
-    let tokens = pg_query::scan_tokens(prepare).ok()?;
+    let tokens = scan(prepare).ok()?;
     let first = tokens.first()?;
     let keyword =
         prepare.get(usize::try_from(first.start).ok()?..usize::try_from(first.end).ok()?)?;
@@ -53,7 +67,7 @@ pub fn prepared_statement_text(prepare: &str) -> Option<&str> {
 /// literal (`None`: NULL), to analyze what a statement does once bound.
 /// `None` when the text cannot be scanned or names a parameter not given.
 pub fn with_parameters(sql: &str, values: &[Option<&str>]) -> Option<String> {
-    let tokens = pg_query::scan_tokens(sql).ok()?;
+    let tokens = scan(sql).ok()?;
     let mut out = String::with_capacity(sql.len() + 16);
     let mut copied = 0;
     for token in tokens.iter().filter(|t| t.token == Token::Param as i32) {
@@ -108,6 +122,16 @@ mod tests {
         ] {
             assert!(!reads_differently_without_standard_strings(same), "{same}");
         }
+    }
+
+    #[test]
+    fn texts_without_tokens_scan_to_nothing() {
+        for empty in ["", " ", "\n\t \r", "\x0b\x0c"] {
+            assert_eq!(scan(empty).unwrap(), Vec::new(), "{empty:?}");
+            assert_eq!(prepared_statement_text(empty), None);
+            assert_eq!(with_parameters(empty, &[]).as_deref(), Some(empty));
+        }
+        assert!(!scan("/* only a comment */").unwrap().is_empty());
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub(crate) struct Shape {
     /// Byte ranges of the `/* … */` comments, in order.
     pub(crate) block_comments: Vec<Range<usize>>,
     /// The statements as PostgreSQL splits the text: the ranges between
-    /// top-level semicolons that hold more than whitespace and comments.
+    /// top-level semicolons that hold more than whitespace and comments,
+    /// each from its first token, as the parser places statements.
     pub(crate) statements: Vec<Range<usize>>,
 }
 
@@ -50,6 +51,10 @@ pub(crate) struct Shape {
 /// language above.
 pub(crate) fn shape(sql: &str) -> Option<Shape> {
     let bytes = sql.as_bytes();
+    // The parser refuses a text with a NUL byte anywhere, comments included.
+    if bytes.contains(&0) {
+        return None;
+    }
     let mut shape = Shape {
         key: String::with_capacity(sql.len()),
         constants: Vec::new(),
@@ -86,10 +91,16 @@ pub(crate) fn shape(sql: &str) -> Option<Shape> {
                 if after_word_or_amp {
                     return None;
                 }
+                if !piece_has_token {
+                    piece_start = i;
+                }
                 piece_has_token = true;
                 (string_end(bytes, i)?, STRING)
             }
             b'"' => {
+                if !piece_has_token {
+                    piece_start = i;
+                }
                 piece_has_token = true;
                 i = quoted_identifier_end(bytes, i)?;
                 continue;
@@ -102,10 +113,16 @@ pub(crate) fn shape(sql: &str) -> Option<Shape> {
                 if bytes.get(end).is_some_and(|&c| is_ident_char(c)) {
                     return None;
                 }
+                if !piece_has_token {
+                    piece_start = i;
+                }
                 piece_has_token = true;
                 (end, NUMBER)
             }
             b if is_ident_start(b) => {
+                if !piece_has_token {
+                    piece_start = i;
+                }
                 piece_has_token = true;
                 i += bytes[i..]
                     .iter()
@@ -126,6 +143,9 @@ pub(crate) fn shape(sql: &str) -> Option<Shape> {
             _ => {
                 // Operators and punctuation, one byte at a time so that a
                 // comment start inside an operator is seen, as PostgreSQL does.
+                if !piece_has_token {
+                    piece_start = i;
+                }
                 piece_has_token = true;
                 i += 1;
                 continue;
@@ -322,11 +342,35 @@ mod tests {
     }
 
     #[test]
+    fn shared_analyses_name_statements_as_the_parser_does() {
+        // Found by the analyzer fuzz target: leading comments, and a NUL
+        // byte in a comment (which the parser refuses).
+        let analyzer = crate::Analyzer::new(16);
+        for (first, second) in [
+            (
+                "/* a */ SELECT 1 FROM t WHERE x = 1; /* b */ SELECT 2",
+                "/* c */ SELECT 1 FROM t WHERE x = 5; /* d */ SELECT 3",
+            ),
+            ("-- a\n SELECT 1 FROM t", "-- b\n SELECT 2 FROM t"),
+            ("SELECT 1 /* a */", "SELECT 1 /* \0 */"),
+        ] {
+            analyzer.analyze(first).unwrap();
+            let cached = analyzer.analyze(second);
+            let fresh = crate::analyze_uncached(second);
+            match (cached, fresh) {
+                (Ok(cached), Ok(fresh)) => assert_eq!(*cached, fresh, "{second:?}"),
+                (Err(_), Err(_)) => {}
+                (cached, fresh) => panic!("{second:?}: cached {cached:?}, fresh {fresh:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn statements_split_at_top_level_semicolons() {
         let sql = "/* c */ SELECT ';'; ; -- only a comment\n; SELECT 2 ;";
         let s = shape(sql).unwrap();
         let texts: Vec<&str> = s.statements.iter().map(|r| sql[r.clone()].trim()).collect();
-        assert_eq!(texts, ["/* c */ SELECT ';'", "SELECT 2"]);
+        assert_eq!(texts, ["SELECT ';'", "SELECT 2"]);
         assert!(shape("  ;; -- x").unwrap().statements.is_empty());
     }
 

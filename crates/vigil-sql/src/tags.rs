@@ -16,7 +16,7 @@ pub(crate) fn tags(sql: &str) -> BTreeMap<String, String> {
     if !sql.contains("/*") {
         return BTreeMap::new();
     }
-    let Ok(tokens) = pg_query::scan_tokens(sql) else {
+    let Ok(tokens) = crate::lexing::scan(sql) else {
         return BTreeMap::new();
     };
     from_comments(
