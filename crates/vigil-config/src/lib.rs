@@ -20,6 +20,7 @@ pub use error::{ConfigError, Problem};
 pub use masking::*;
 pub use model::*;
 pub use secret::Secret;
+pub use validate::grant_statement;
 
 impl Config {
     /// Reads, parses and validates the file at `path`, resolving its secrets.

@@ -97,6 +97,11 @@ pub struct Server {
     /// Client connections served at once; more are refused with 53300.
     #[serde(default = "defaults::max_client_connections")]
     pub max_client_connections: usize,
+    /// Connections from one client address (IPv6: one /64) that have not
+    /// finished startup and authentication; more are closed at once, so a
+    /// flood of idle sockets from one address cannot hold every slot.
+    #[serde(default = "defaults::max_startups_per_address")]
+    pub max_startups_per_address: usize,
     /// Present: clients may negotiate TLS. Absent: SSLRequest is answered 'N'.
     pub tls: Option<ServerTls>,
     #[serde(skip)]
@@ -151,6 +156,10 @@ pub struct Auth {
     /// A client must finish startup and authentication within this time.
     #[serde(default = "defaults::timeout_secs")]
     pub timeout_secs: u64,
+    /// A client must send its first message (startup packet, SSLRequest …)
+    /// within this time of connecting.
+    #[serde(default = "defaults::first_message_secs")]
+    pub first_message_secs: u64,
 }
 
 impl Default for Auth {
@@ -193,6 +202,17 @@ pub struct Database {
     /// verified, where an impostor could collect the password.
     #[serde(default)]
     pub allow_insecure_auth: bool,
+    /// Sessions on this database at once; more are refused with 53300.
+    pub max_sessions: Option<usize>,
+    /// Upstream roles by identity: a session runs under the first role whose
+    /// entry names its identity (by name, group or kind), else under the
+    /// service role.
+    #[serde(default)]
+    pub roles: Vec<UpstreamRole>,
+    /// `vigil serve` creates the roles that are missing, with their grants,
+    /// before it listens (as `vigil roles provision` does).
+    #[serde(default)]
+    pub provision_roles: bool,
     /// The resolved service password, if one is configured.
     #[serde(skip)]
     pub password: Option<Secret>,
@@ -201,6 +221,43 @@ pub struct Database {
     /// configured, `trust` without.
     #[serde(skip)]
     pub auth_methods: Vec<String>,
+}
+
+/// An upstream role some identities run under on a database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamRole {
+    /// The role: the service role switches to it when the session starts,
+    /// and every way for the client to switch back is refused.
+    pub role: String,
+    #[serde(default)]
+    pub identities: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub identity_kinds: Vec<String>,
+    /// What `vigil roles provision` grants the role, each the part of a
+    /// GRANT between `GRANT` and `TO` (`SELECT, INSERT ON ALL TABLES IN
+    /// SCHEMA shop`, `USAGE ON SCHEMA shop`).
+    #[serde(default)]
+    pub grants: Vec<String>,
+}
+
+impl UpstreamRole {
+    /// Whether this entry names an identity with these name, groups and kind.
+    pub fn names(&self, name: &str, groups: &[String], kind: &str) -> bool {
+        self.identities.iter().any(|n| n == name)
+            || self.groups.iter().any(|g| groups.contains(g))
+            || self.identity_kinds.iter().any(|k| k == kind)
+    }
+}
+
+impl Database {
+    /// The role an identity runs under on this database (`None`: the
+    /// service role).
+    pub fn role_for(&self, name: &str, groups: &[String], kind: &str) -> Option<&UpstreamRole> {
+        self.roles.iter().find(|r| r.names(name, groups, kind))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -256,6 +313,9 @@ pub struct IdentityConfig {
     /// A SCRAM-SHA-256 verifier made by `vigil passwd`.
     #[serde(rename = "password")]
     pub password_text: String,
+    /// Sessions of this identity at once, on every database; more are
+    /// refused with 53300.
+    pub max_sessions: Option<usize>,
     #[serde(skip)]
     pub verifier: Option<Verifier>,
 }
@@ -292,6 +352,12 @@ mod defaults {
     }
     pub fn timeout_secs() -> u64 {
         30
+    }
+    pub fn first_message_secs() -> u64 {
+        5
+    }
+    pub fn max_startups_per_address() -> usize {
+        32
     }
     pub fn connect_timeout_ms() -> u64 {
         5_000

@@ -289,6 +289,31 @@ pub(crate) fn validate(config: &mut Config, base: &Path) -> Vec<Problem> {
                 format!("database {:?} is defined twice", db.name),
             );
         }
+        for (r, role) in db.roles.iter().enumerate() {
+            let key = |field: &str| format!("databases[{i}].roles[{r}].{field}");
+            if !is_plain_role(&role.role) {
+                problem(
+                    key("role"),
+                    format!(
+                        "{:?} is not a role name (letters, digits and _ only)",
+                        role.role
+                    ),
+                );
+            }
+            for kind in &role.identity_kinds {
+                if !matches!(kind.as_str(), "person" | "agent" | "service") {
+                    problem(
+                        key("identity_kinds"),
+                        format!("{kind:?} is not an identity kind (person, agent, service)"),
+                    );
+                }
+            }
+            for grant in &role.grants {
+                if let Err(reason) = grant_statement(grant, &role.role) {
+                    problem(key("grants"), format!("{grant:?}: {reason}"));
+                }
+            }
+        }
         if !is_host_port(&db.upstream) {
             problem(
                 key("upstream"),
@@ -436,6 +461,29 @@ pub(crate) fn validate(config: &mut Config, base: &Path) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// Whether `role` can be written as an identifier without surprises.
+fn is_plain_role(role: &str) -> bool {
+    !role.is_empty()
+        && role.len() <= 63
+        && role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !role.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// The statement that grants `grant` (what stands between GRANT and TO) to
+/// `role`, checked to be exactly one GRANT: a grant cannot smuggle in
+/// anything else.
+pub fn grant_statement(grant: &str, role: &str) -> Result<String, String> {
+    let sql = format!("GRANT {grant} TO \"{role}\"");
+    vigil_sql::analyze_uncached(&sql).map_err(|e| e.to_string())?;
+    if vigil_sql::is_privilege_grant(&sql, role) {
+        Ok(sql)
+    } else {
+        Err(format!(
+            "not one GRANT of privileges on objects to {role} (role membership and WITH GRANT OPTION are not provisioned)"
+        ))
+    }
 }
 
 fn is_host_port(text: &str) -> bool {
@@ -681,5 +729,35 @@ mod tests {
              [[masking.detectors]]\nkind = 'regex'\nname = 'ticket'\npattern = 'T-[0-9]+'\n",
         );
         assert_eq!(fine, "");
+    }
+
+    #[test]
+    fn role_grants_are_privileges_on_objects_to_that_role_only() {
+        use super::grant_statement;
+        for fine in [
+            "USAGE ON SCHEMA shop",
+            "SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA shop",
+            "USAGE, SELECT ON ALL SEQUENCES IN SCHEMA shop",
+            "SELECT (id, status) ON shop.orders",
+        ] {
+            assert_eq!(
+                grant_statement(fine, "agent_role").unwrap(),
+                format!("GRANT {fine} TO \"agent_role\"")
+            );
+        }
+        for wrong in [
+            "postgres",                                          // role membership
+            "pg_read_all_data",                                  // role membership
+            "SELECT ON shop.orders TO PUBLIC --",                // to someone else
+            "SELECT ON shop.orders TO other,",                   // and to someone else
+            "SELECT ON t TO agent_role WITH GRANT OPTION --",    // grant option
+            "SELECT ON t TO x; DROP TABLE t; GRANT SELECT ON t", // more than one
+            "SELECT ON",                                         // not SQL
+        ] {
+            assert!(
+                grant_statement(wrong, "agent_role").is_err(),
+                "{wrong:?} was taken"
+            );
+        }
     }
 }

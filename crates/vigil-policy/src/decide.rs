@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use vigil_sql::{Analysis, Statement};
 
-use crate::integrity;
+use crate::{integrity, role_lock};
 use crate::{Action, Rule, SearchPath};
 
 /// The rules that apply to one identity on one database.
@@ -12,6 +12,9 @@ use crate::{Action, Rule, SearchPath};
 pub struct SessionPolicy {
     rules: Vec<Arc<Rule>>,
     default: Action,
+    /// The session runs in an upstream role Vigil chose: nothing may
+    /// change it ([`role_lock`]).
+    role_locked: bool,
 }
 
 /// What happens to a text, and why.
@@ -40,7 +43,27 @@ impl Decision {
 
 impl SessionPolicy {
     pub(crate) fn new(rules: Vec<Arc<Rule>>, default: Action) -> SessionPolicy {
-        SessionPolicy { rules, default }
+        SessionPolicy {
+            rules,
+            default,
+            role_locked: false,
+        }
+    }
+
+    /// The same policy for a session whose upstream role is locked.
+    pub fn with_role_lock(mut self) -> SessionPolicy {
+        self.role_locked = true;
+        self
+    }
+
+    /// The rule built into Vigil that refuses `statement` in this session,
+    /// whatever the configured rules say.
+    fn built_in(&self, statement: &Statement) -> Option<Arc<Rule>> {
+        integrity::check(statement).or_else(|| {
+            self.role_locked
+                .then(|| role_lock::check(statement))
+                .flatten()
+        })
     }
 
     pub fn rules(&self) -> &[Arc<Rule>] {
@@ -85,7 +108,7 @@ impl SessionPolicy {
         statement: &Statement,
         path: &SearchPath,
     ) -> Decision {
-        if let Some(rule) = integrity::check(statement) {
+        if let Some(rule) = self.built_in(statement) {
             return Decision {
                 action: rule.action,
                 rule: Some(rule),
@@ -120,7 +143,7 @@ impl SessionPolicy {
 
     /// Every rule that matches the statement, in the order written.
     pub fn matching(&self, statement: &Statement, path: &SearchPath) -> Vec<Arc<Rule>> {
-        integrity::check(statement)
+        self.built_in(statement)
             .into_iter()
             .chain(
                 self.rules

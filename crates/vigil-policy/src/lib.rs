@@ -40,6 +40,7 @@ mod explain;
 mod glob;
 pub mod integrity;
 mod model;
+pub mod role_lock;
 mod rule;
 
 #[cfg(test)]

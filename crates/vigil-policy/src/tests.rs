@@ -447,3 +447,86 @@ mask = ["shop.customers.ssn"]
         "{problems:?}"
     );
 }
+
+#[test]
+fn a_locked_role_cannot_be_changed_by_any_form_of_the_switch() {
+    let policy = policy("", false);
+    let groups = vec!["ai-agents".to_owned()];
+    let session = |locked: bool| {
+        let session = policy.for_session(
+            &Subject {
+                name: "agent",
+                groups: &groups,
+                kind: "agent",
+            },
+            &Target {
+                name: "prod",
+                labels: &production(),
+                default: Action::Allow,
+            },
+        );
+        match locked {
+            true => session.with_role_lock(),
+            false => session,
+        }
+    };
+    let (locked, open) = (session(true), session(false));
+    let decide = |session: &crate::SessionPolicy, sql: &str| {
+        let analysis = vigil_sql::analyze_uncached(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let decision = session.decide(&analysis);
+        (decision.action, decision.rule_id().map(str::to_owned))
+    };
+    let refused = (Action::Deny, Some("vigil.role-lock".to_owned()));
+    for sql in [
+        "SET ROLE postgres",
+        "SET SESSION ROLE postgres",
+        "SET LOCAL ROLE postgres",
+        "set role to 'postgres'",
+        "SET ROLE NONE",
+        "RESET ROLE",
+        "SET role TO DEFAULT",
+        "SET SESSION AUTHORIZATION postgres",
+        "SET SESSION AUTHORIZATION DEFAULT",
+        "RESET SESSION AUTHORIZATION",
+        "SET session_authorization = 'postgres'",
+        "SELECT set_config('role', 'postgres', false)",
+        "SELECT pg_catalog.set_config('ROLE', 'none', true)",
+        "SELECT set_config('session_authorization', 'postgres', false)",
+        "SELECT 1 FROM (SELECT set_config('role', 'postgres', false)) s",
+        "WITH x AS (SELECT set_config('role', $1, false)) SELECT * FROM x",
+        "PREPARE p AS SELECT set_config('role', 'postgres', false)",
+        "EXPLAIN ANALYZE SELECT set_config('role', 'postgres', false)",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET role = postgres AS 'SELECT 1'",
+        "ALTER FUNCTION f() SET role = postgres",
+        "ALTER ROLE vigil_agent SET role = postgres",
+        "ALTER DATABASE prod SET session_authorization = postgres",
+        "DISCARD ALL",
+        "discard /* everything */ all",
+        "SELECT 1; DISCARD ALL",
+    ] {
+        assert_eq!(decide(&locked, sql), refused, "{sql}");
+    }
+    for sql in [
+        "SET search_path = pg_catalog, shop",
+        "RESET ALL",
+        "DISCARD PLANS",
+        "DISCARD TEMP",
+        "DISCARD SEQUENCES",
+        "SELECT current_user, session_user",
+        "SELECT set_config('application_name', 'x', false)",
+        "SHOW role",
+    ] {
+        assert_eq!(decide(&locked, sql).0, Action::Allow, "{sql}");
+    }
+    // A setting named only when it runs is refused for everyone.
+    assert_eq!(
+        decide(
+            &locked,
+            "SELECT set_config(n, 'postgres', false) FROM (VALUES ('role')) v(n)"
+        )
+        .0,
+        Action::Deny
+    );
+    assert_eq!(decide(&open, "SET ROLE postgres").0, Action::Allow);
+    assert_eq!(decide(&open, "DISCARD ALL").0, Action::Allow);
+}

@@ -188,6 +188,9 @@ pub struct Properties {
     /// Run-time parameters the statement changes, by `SET` / `RESET` or by a
     /// `set_config(…)` call anywhere in it.
     pub settings: Vec<SettingChange>,
+    /// `DISCARD ALL`: it also resets the session's role and session
+    /// authorization, and drops every prepared statement and cursor.
+    pub discards_all: bool,
     /// `ORDER BY`, `GROUP BY` or `DISTINCT ON` names a target list entry by
     /// its position: lineage then depends on an integer constant, so texts
     /// of one shape cannot share the analysis.

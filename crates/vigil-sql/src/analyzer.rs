@@ -144,6 +144,29 @@ pub fn analyze_uncached(sql: &str) -> Result<Analysis, AnalyzeError> {
     analyze_shaped(sql, shape(sql).as_ref())
 }
 
+/// Whether `sql` is exactly one GRANT of privileges on objects to `role`
+/// alone, without `WITH GRANT OPTION`: not a grant of role membership, not
+/// to anyone else, not anything else. (Provisioning writes such grants for
+/// the roles identities run under.)
+pub fn is_privilege_grant(sql: &str, role: &str) -> bool {
+    use pg_query::protobuf::node::Node;
+    let parsed = panic::catch_unwind(AssertUnwindSafe(|| pg_query::parse(sql, 0)));
+    let Ok(Ok(parsed)) = parsed else {
+        return false;
+    };
+    let [only] = parsed.protobuf.stmts.as_slice() else {
+        return false;
+    };
+    let Some(Node::GrantStmt(grant)) = only.stmt.as_deref().and_then(|n| n.node.as_ref()) else {
+        return false;
+    };
+    let to_role = match grant.grantees.as_slice() {
+        [grantee] => matches!(&grantee.node, Some(Node::RoleSpec(r)) if r.rolename == role),
+        _ => false,
+    };
+    grant.is_grant && !grant.grant_option && to_role
+}
+
 fn analyze_shaped(sql: &str, shape: Option<&Shape>) -> Result<Analysis, AnalyzeError> {
     stacker::maybe_grow(STACK_NEEDED, 2 * STACK_NEEDED, || analyze_here(sql, shape))
 }

@@ -343,6 +343,9 @@ impl<'a> Collector<'a> {
                 self.setting(&change);
                 self.properties.settings.push(change);
             }
+            NodeRef::DiscardStmt(s) => {
+                self.properties.discards_all = s.target == pb::DiscardMode::DiscardAll as i32;
+            }
             NodeRef::VariableShowStmt(s) => {
                 self.properties.parameter = Some(s.name.to_ascii_lowercase());
             }

@@ -76,7 +76,7 @@ pub use analysis::{
     Access, Analysis, ColumnRef, CopyDirection, CopyFormat, CopyInfo, CopyOptions, Output,
     Properties, Relation, SettingChange, SettingValue, Statement,
 };
-pub use analyzer::{analyze_uncached, Analyzer, MAX_CACHED_LEN, STACK_NEEDED};
+pub use analyzer::{analyze_uncached, is_privilege_grant, Analyzer, MAX_CACHED_LEN, STACK_NEEDED};
 pub use collect::is_admin_setting;
 pub use error::AnalyzeError;
 pub use functions::is_allowlisted;
