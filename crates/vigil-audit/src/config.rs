@@ -28,7 +28,9 @@ pub struct AuditConfig {
     /// `sqlite://<path>` (relative paths are relative to the working directory).
     pub store: String,
     pub mode: Durability,
-    /// Ed25519 key file that signs checkpoints. Without it nothing is signed.
+    /// Ed25519 key file that signs checkpoints. Without it, a SQLite store's
+    /// checkpoints are signed with the key beside the store (`<store>.key`),
+    /// made on first start ([`AuditConfig::effective_signing_key`]).
     pub signing_key: Option<PathBuf>,
     /// Whether statement text keeps its literals. The proxy normalizes the text before
     /// building the event; this crate stores what it is given.
@@ -120,16 +122,45 @@ impl AuditConfig {
         }
     }
 
-    /// Opens the store, loads the signing key and starts the writer (`vigil serve`).
+    /// The key that signs checkpoints: the configured one, or else the one
+    /// beside a SQLite store (`vigil-audit.db.key` for `vigil-audit.db`).
+    pub fn effective_signing_key(&self) -> Option<PathBuf> {
+        if let Some(key) = &self.signing_key {
+            return Some(key.clone());
+        }
+        match StoreLocation::parse(&self.store) {
+            Ok(StoreLocation::Sqlite(path)) => {
+                let mut name = path.into_os_string();
+                name.push(".key");
+                Some(PathBuf::from(name))
+            }
+            _ => None,
+        }
+    }
+
+    /// Opens the store, loads the signing key and starts the writer (`vigil
+    /// serve`). Without a configured key, the one beside the store signs,
+    /// made now if it does not exist yet: checkpoints are always signed.
     pub fn open(&self) -> Result<AuditLog> {
         if self.mode == Durability::Off {
             return Ok(AuditLog::disabled());
         }
-        let signer = self
-            .signing_key
-            .as_deref()
-            .map(load_signing_key)
-            .transpose()?;
+        let key = self.effective_signing_key();
+        if let (None, Some(key)) = (&self.signing_key, &key) {
+            if !key.exists() {
+                let public = crate::keyfile::generate_key(key)?;
+                tracing::warn!(
+                    key = %key.display(),
+                    public = %crate::keyfile::public_key_path(key).display(),
+                    key_id = %crate::keyfile::key_id(&public),
+                    "made an audit signing key beside the store; keep a copy of the .pub file elsewhere for `vigil audit verify --key`"
+                );
+            }
+        }
+        let signer = key.as_deref().map(load_signing_key).transpose()?;
+        if let Some(key) = &key {
+            tracing::info!(key = %key.display(), "audit checkpoints are signed");
+        }
         match StoreLocation::parse(&self.store)? {
             StoreLocation::Sqlite(path) => AuditLog::open_sqlite(&path, signer, self.options()),
             StoreLocation::Postgres(_) => Err(postgres_unsupported(&self.store)),

@@ -48,6 +48,10 @@ pub struct SessionInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_name: Option<String>,
     pub database: String,
+    /// The role the session runs under upstream: the service role's name,
+    /// or the role the identity is mapped to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_role: Option<String>,
 }
 
 /// Body of `session.end`: the session plus its totals.
@@ -338,6 +342,7 @@ pub(crate) mod samples {
             tls: true,
             application_name: Some("psql".into()),
             database: "prod".into(),
+            upstream_role: None,
         }
     }
 

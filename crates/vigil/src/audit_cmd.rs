@@ -232,10 +232,24 @@ impl Source {
         let (url, config_key) = match (self.config, self.store) {
             (Some(path), _) => {
                 let config = crate::load(&path)?;
-                let key = config.audit.signing_key.as_deref().map(public_key_path);
+                let key = config
+                    .audit
+                    .effective_signing_key()
+                    .map(|k| public_key_path(&k))
+                    .filter(|k| config.audit.signing_key.is_some() || k.exists());
                 (config.audit.store, key)
             }
-            (None, Some(url)) => (url, None),
+            // The key Vigil made beside the store, when it is there.
+            (None, Some(url)) => {
+                let beside = vigil_audit::AuditConfig {
+                    store: url.clone(),
+                    ..Default::default()
+                }
+                .effective_signing_key()
+                .map(|k| public_key_path(&k))
+                .filter(|k| k.exists());
+                (url, beside)
+            }
             (None, None) => anyhow::bail!("name the audit store with --config FILE or --store URL"),
         };
         if let Ok(StoreLocation::Sqlite(path)) = StoreLocation::parse(&url) {

@@ -80,6 +80,7 @@ fn session(id: u64, identity: &str, database: &str) -> SessionInfo {
         tls: true,
         application_name: Some("psql".into()),
         database: database.into(),
+        upstream_role: None,
     }
 }
 
