@@ -80,6 +80,12 @@ pub enum SessionError {
     TlsRequired,
     #[error("max_client_connections reached")]
     TooManyConnections,
+    /// An identity's or a database's `max_sessions` is reached.
+    #[error("{what} has {limit} sessions already (max_sessions)")]
+    TooManySessions { what: String, limit: usize },
+    /// The session could not be put in the upstream role its identity maps to.
+    #[error("upstream role {role:?}: {reason}")]
+    UpstreamRole { role: String, reason: String },
     /// The server would read SQL text differently from Vigil's analyzer.
     #[error("unsafe session setting: {0}")]
     UnsafeSession(String),
@@ -161,6 +167,18 @@ impl SessionError {
             SessionError::TooManyConnections => {
                 fatal(out, "53300", "sorry, too many clients already", None)
             }
+            SessionError::TooManySessions { what, limit } => fatal(
+                out,
+                "53300",
+                &format!("too many sessions: {what} is limited to {limit} at once"),
+                Some("Close an idle session, or ask an administrator to raise max_sessions in Vigil's config."),
+            ),
+            SessionError::UpstreamRole { role, .. } => fatal(
+                out,
+                "28000",
+                &format!("Vigil could not start the session in its upstream role \"{role}\""),
+                Some("The proxy's log has the cause; `vigil roles provision` creates missing roles."),
+            ),
             SessionError::TlsRequired => fatal(
                 out,
                 "28000",

@@ -12,9 +12,11 @@ mod cancel;
 mod encoding;
 mod error;
 mod identity;
+mod limits;
 mod live;
 mod masking;
 mod metrics;
+mod provision;
 mod server;
 mod session;
 mod shutdown;
@@ -25,5 +27,6 @@ mod upstream;
 
 pub use error::{SessionError, StartError};
 pub use identity::{AuthMethodUsed, Identity};
+pub use provision::{provision_roles, ProvisionError};
 pub use server::{serve, serve_on};
 pub use state::State;

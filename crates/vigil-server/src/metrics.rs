@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use vigil_policy::Action;
 
+use crate::limits::Refused;
+
 /// Seconds of per-second decision counts kept for the console's chart.
 pub(crate) const RATE_WINDOW: usize = 120;
 /// Distinct identities and fingerprints counted for the top tables.
@@ -116,6 +118,8 @@ pub struct Metrics {
     pub(crate) auth_failures: AtomicU64,
     pub(crate) upstream_errors: AtomicU64,
     pub(crate) sessions_total: AtomicU64,
+    /// Connections refused by a limit, by [`Refused`] reason.
+    refused: [AtomicU64; Refused::ALL.len()],
     /// From reading a client message to passing it on (analysis, policy and
     /// the audit commit), for messages not held for approval.
     pub(crate) added: Histogram,
@@ -134,10 +138,18 @@ impl Default for Metrics {
             auth_failures: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
             sessions_total: AtomicU64::new(0),
+            refused: Default::default(),
             added: Histogram::default(),
             upstream: Histogram::default(),
             audit_wait: Histogram::default(),
         }
+    }
+}
+
+impl Metrics {
+    /// A connection was refused by a limit.
+    pub(crate) fn refused(&self, reason: Refused) {
+        self.refused[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -390,6 +402,18 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP vigil_connections_refused_total Client connections refused by a limit, by the limit.\n# TYPE vigil_connections_refused_total counter"
+        );
+        for reason in Refused::ALL {
+            let _ = writeln!(
+                out,
+                "vigil_connections_refused_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                load(&self.refused[reason as usize])
             );
         }
         let gauge_values: [(&str, &str, u64); 5] = [

@@ -14,8 +14,9 @@ use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use crate::limits::Refused;
 use crate::session;
 use crate::shutdown::Phase;
 use crate::State;
@@ -44,20 +45,32 @@ pub async fn serve_on(
     let mut sessions = JoinSet::new();
     let mut next_worker = 0;
     let max_connections = state.snapshot().config.server.max_client_connections;
+    let max_startups = state.snapshot().config.server.max_startups_per_address;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted.and_then(|(socket, addr)| Ok((socket.into_std()?, addr))) {
                 Ok((socket, addr)) => {
+                    // One address may hold only so many connections that
+                    // have not finished startup: past that, a flood of idle
+                    // sockets is closed at once instead of taking the places
+                    // of everyone else's.
+                    let Some(starting) = state.limits.startup(addr.ip(), max_startups) else {
+                        state.metrics.refused(Refused::Startups);
+                        debug!(client = %addr, "max_startups_per_address reached: closing");
+                        refuse_at_once(socket);
+                        continue;
+                    };
                     // Over the limit, a session only says so, as PostgreSQL
                     // does after startup (libpq hides errors sent sooner).
                     let admit = sessions.len() < max_connections;
                     if !admit {
+                        state.metrics.refused(Refused::Connections);
                         warn!(client = %addr, "max_client_connections reached: refusing");
                     }
                     let worker = &workers[next_worker % workers.len()];
                     next_worker = next_worker.wrapping_add(1);
-                    let session = session::run(socket, addr, Arc::clone(&state), phase_rx.clone(), admit);
+                    let session = session::run(socket, addr, Arc::clone(&state), phase_rx.clone(), admit, starting);
                     sessions.spawn_on(session, worker);
                 }
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -95,6 +108,22 @@ pub async fn serve_on(
         }
     }
     info!("shutdown complete");
+}
+
+/// Tells a connection over its address's limit why, if its socket takes
+/// the words at once, and closes it: nothing waits on it.
+fn refuse_at_once(socket: std::net::TcpStream) {
+    use std::io::Write as _;
+    let mut out = bytes::BytesMut::new();
+    let mut report = vigil_wire::backend::Report::new(
+        vigil_wire::backend::Severity::Fatal,
+        "53300",
+        "sorry, too many connections from this address are starting at once",
+    );
+    report.hint = Some("Retry in a moment.");
+    vigil_wire::backend::error_response(&mut out, &report);
+    let _ = socket.set_nonblocking(true);
+    let _ = (&socket).write(&out);
 }
 
 async fn join_all(sessions: &mut JoinSet<()>) {

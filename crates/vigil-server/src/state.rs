@@ -54,6 +54,8 @@ pub struct State {
     pub(crate) metrics: Metrics,
     /// The sessions open now.
     pub(crate) sessions: Arc<LiveSessions>,
+    /// Sessions per identity and database; startups per client address.
+    pub(crate) limits: crate::limits::Limits,
     /// One audit chain verification at a time (the admin API's).
     pub(crate) verifying: tokio::sync::Mutex<()>,
     /// Seeds fake SCRAM verifiers for unknown users.
@@ -82,6 +84,7 @@ impl State {
             catalogs: Catalogs::default(),
             metrics: Metrics::default(),
             sessions: Arc::default(),
+            limits: crate::limits::Limits::default(),
             verifying: tokio::sync::Mutex::new(()),
             mock_secret,
             mock_iterations,

@@ -353,6 +353,100 @@ async fn authenticate(hs: &mut Handshake, db: &Database) -> Result<(), UpstreamE
     }
 }
 
+/// The largest reply message to a query of Vigil's own it accepts.
+const MAX_REPLY_FRAME: usize = 64 << 20;
+
+/// Runs one simple-protocol query and returns its rows, text format. The
+/// parameters the server reports changed on the way are kept in
+/// `upstream.parameters`.
+pub(crate) async fn simple_query(
+    upstream: &mut Upstream,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, UpstreamError> {
+    let mut out = BytesMut::new();
+    vigil_wire::backend::query(&mut out, sql);
+    upstream.stream.write_all(&out).await?;
+    upstream.stream.flush().await?;
+    let mut inbuf = std::mem::take(&mut upstream.leftover);
+    let mut frames = FrameReader::new(MAX_REPLY_FRAME);
+    let mut rows = Vec::new();
+    let mut failure = None;
+    loop {
+        match frames
+            .next(&inbuf)
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+        {
+            Next::Frame { tag, len } => {
+                let frame = inbuf.split_to(len);
+                let body = &frame[vigil_wire::frame::HEADER_LEN..];
+                match tag {
+                    b::DATA_ROW => rows.push(data_row(body)?),
+                    b::PARAMETER_STATUS => {
+                        let mut parts = body.split(|&b| b == 0).map(String::from_utf8_lossy);
+                        if let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+                            match upstream.parameters.iter_mut().find(|(n, _)| *n == name) {
+                                Some((_, old)) => *old = value.into_owned(),
+                                None => upstream
+                                    .parameters
+                                    .push((name.into_owned(), value.into_owned())),
+                            }
+                        }
+                    }
+                    b::ERROR_RESPONSE => {
+                        let fields = ErrorFields::parse(body)
+                            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                        failure = Some(UpstreamError::Refused {
+                            code: fields.code().unwrap_or("XX000").to_owned(),
+                            message: fields.message().unwrap_or("").to_owned(),
+                        });
+                    }
+                    b::READY_FOR_QUERY => {
+                        upstream.leftover = inbuf;
+                        return match failure {
+                            Some(error) => Err(error),
+                            None => Ok(rows),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+            Next::Incomplete { .. } | Next::Chunk { .. } => {
+                if upstream.stream.read_buf(&mut inbuf).await? == 0 {
+                    return Err(UpstreamError::Protocol(
+                        "server closed the connection while Vigil's own query ran".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn data_row(mut body: &[u8]) -> Result<Vec<Option<String>>, UpstreamError> {
+    let bad = || UpstreamError::Protocol("malformed DataRow in catalog reply".into());
+    if body.remaining() < 2 {
+        return Err(bad());
+    }
+    let count = body.get_i16();
+    let mut values = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        if body.remaining() < 4 {
+            return Err(bad());
+        }
+        let len = body.get_i32();
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let len = len as usize;
+        if body.remaining() < len {
+            return Err(bad());
+        }
+        values.push(Some(String::from_utf8_lossy(&body[..len]).into_owned()));
+        body.advance(len);
+    }
+    Ok(values)
+}
+
 #[cfg(test)]
 mod tests {
     //! `authenticate` against a scripted server on 127.0.0.1, which records

@@ -67,6 +67,27 @@ enum Command {
     },
     /// Print a new admin API token and the sha256 line for its [[admin.tokens]] entry.
     Token,
+    /// Manage the upstream roles databases map identities to.
+    Roles {
+        #[command(subcommand)]
+        command: RolesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RolesCommand {
+    /// Create the mapped roles that are missing (NOLOGIN, not superuser),
+    /// grant them what the config names, and print what was done.
+    Provision {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this database (as clients name it).
+        #[arg(long)]
+        db: Option<String>,
+        /// Print the statements instead of running them.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +135,14 @@ fn main() -> ExitCode {
         Command::Approvals { endpoint, command } => approvals_cmd::approvals(endpoint, command),
         Command::Grants { endpoint, command } => approvals_cmd::grants(endpoint, command),
         Command::Token => approvals_cmd::token(),
+        Command::Roles {
+            command:
+                RolesCommand::Provision {
+                    config,
+                    db,
+                    dry_run,
+                },
+        } => load(&config).and_then(|c| provision(&c, db.as_deref(), dry_run)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,6 +174,27 @@ fn check(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn provision(config: &Config, db: Option<&str>, dry_run: bool) -> anyhow::Result<()> {
+    if let Some(name) = db {
+        anyhow::ensure!(
+            config.database(name).is_some(),
+            "no database {name:?} in the config"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let done = runtime.block_on(vigil_server::provision_roles(config, db, !dry_run))?;
+    if done.is_empty() {
+        println!("no database maps identities to roles");
+    }
+    for line in done {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 fn serve(path: &Path) -> anyhow::Result<()> {
     let filter = std::env::var("VIGIL_LOG").unwrap_or_else(|_| "info".into());
     let filter: tracing_subscriber::filter::Targets = filter.parse().context("VIGIL_LOG")?;
@@ -161,13 +211,25 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
     let listen = config.server.listen_addr();
     let worker_count = config.server.workers;
-    let state = vigil_server::State::new(config)?;
-    let workers = Workers::start(worker_count)?;
     // The acceptor and signal handling get a small runtime of their own.
     let main = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    // The roles sessions switch to exist before the first session.
+    for db in config.databases.iter().filter(|db| db.provision_roles) {
+        match main.block_on(vigil_server::provision_roles(&config, Some(&db.name), true)) {
+            Ok(done) => done
+                .iter()
+                .for_each(|line| tracing::info!("provisioned {line}")),
+            Err(error) => tracing::error!(
+                %error,
+                "provisioning roles failed; sessions mapped to a missing role are refused"
+            ),
+        }
+    }
+    let state = vigil_server::State::new(config)?;
+    let workers = Workers::start(worker_count)?;
     let served = main.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await

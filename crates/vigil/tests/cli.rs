@@ -218,11 +218,34 @@ fn serve_answers_psql_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
-    let rest: Vec<String> = lines.try_iter().collect();
+    // The reader thread ends at the pipe's end, after the last line.
+    let mut rest = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        rest.push(line);
+    }
     assert!(
         rest.iter().any(|l| l.contains("shutdown complete")),
         "{rest:?}"
     );
+
+    // No signing_key is configured: Vigil made one beside the store, signed
+    // its checkpoints with it, and verify finds and checks it.
+    let key = config.with_file_name("vigil-audit.db.key");
+    let public = config.with_file_name("vigil-audit.db.key.pub");
+    assert!(key.exists() && public.exists(), "{}", key.display());
+    let verify = Command::new(VIGIL)
+        .args(["audit", "verify", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("key: {}", public.display())),
+        "{report}"
+    );
+    assert!(report.contains("checkpoints verified"), "{report}");
+    assert!(!report.contains("NOT checked"), "{report}");
 }
 
 #[test]
@@ -293,4 +316,137 @@ fn policy_test_runs_the_example_cases_and_fails_on_a_wrong_expectation() {
         text.contains("expected allow, got deny by guardrail.drop"),
         "{text}"
     );
+}
+
+fn direct(sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-At",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn roles_config(name: &str, role: &str) -> PathBuf {
+    scratch(
+        name,
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:6432"
+
+[[databases]]
+name = "app"
+upstream = "127.0.0.1:5432"
+database = "postgres"
+user = "postgres"
+
+[[databases.roles]]
+role = "{role}"
+identity_kinds = ["agent"]
+grants = ["USAGE ON SCHEMA public", "SELECT ON ALL TABLES IN SCHEMA pg_catalog"]
+"#
+        ),
+    )
+}
+
+#[test]
+fn roles_provision_says_what_it_would_do_then_does_exactly_that() {
+    let role = format!("vigil_cli_role_{}", std::process::id());
+    let config = roles_config("roles.toml", &role);
+    let provision = |extra: &[&str]| {
+        Command::new(VIGIL)
+            .args(["roles", "provision", "--config"])
+            .arg(&config)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let exists = || {
+        direct(&format!(
+            "SELECT count(*) FROM pg_roles WHERE rolname = '{role}'"
+        ))
+    };
+
+    let dry = provision(&["--dry-run"]);
+    let said = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(
+        said.contains(&format!(
+            "would run: CREATE ROLE \"{role}\" NOLOGIN NOSUPERUSER"
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "would run: GRANT USAGE ON SCHEMA public TO \"{role}\""
+        )),
+        "{said}"
+    );
+    assert_eq!(exists(), "0", "a dry run changes nothing");
+
+    let done = provision(&[]);
+    let said = String::from_utf8_lossy(&done.stdout).into_owned();
+    let attributes = direct(&format!(
+        "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, \
+         has_schema_privilege('{role}', 'public', 'USAGE'), \
+         has_schema_privilege('{role}', 'public', 'CREATE'), \
+         has_table_privilege('{role}', 'pg_catalog.pg_class', 'SELECT') \
+         FROM pg_roles WHERE rolname = '{role}'"
+    ));
+    let again = provision(&[]);
+    direct(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""));
+    assert!(
+        done.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        said.contains(&format!("app: created role {role} (NOLOGIN)")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("app: granted USAGE ON SCHEMA public to {role}")),
+        "{said}"
+    );
+    assert_eq!(attributes, "f|f|f|f|f|t|f|t", "only what the config grants");
+    let said_again = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{said_again}");
+    assert!(
+        said_again.contains(&format!("app: role {role} exists")),
+        "{said_again}"
+    );
+
+    // A superuser role is never one an identity is mapped to.
+    let superuser = provision_with(&roles_config("roles-super.toml", "postgres"));
+    assert!(!superuser.status.success());
+    let said = String::from_utf8_lossy(&superuser.stderr);
+    assert!(said.contains("is a superuser"), "{said}");
+}
+
+fn provision_with(config: &Path) -> std::process::Output {
+    Command::new(VIGIL)
+        .args(["roles", "provision", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
 }

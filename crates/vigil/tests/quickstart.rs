@@ -88,6 +88,10 @@ fn the_first_command_serves_the_demo_shop() {
         "alice-demo",
         "SELECT ssn FROM shop.customers WHERE id = 1",
     );
+    // The README's line: the agent runs upstream as its own role, alice as
+    // the service role.
+    let agent_role = psql("agent", "agent-demo", "SELECT current_user");
+    let alice_role = psql("alice", "alice-demo", "SELECT current_user");
     // The script's process group: the script, cargo, and Vigil it runs.
     if group > 1 {
         let _ = Command::new("kill")
@@ -102,6 +106,14 @@ fn the_first_command_serves_the_demo_shop() {
         "the agent sees the SSN masked: {answer}"
     );
     assert_eq!(String::from_utf8_lossy(&alice.stdout).trim(), "101-02-0002");
+    assert_eq!(
+        String::from_utf8_lossy(&agent_role.stdout).trim(),
+        "vigil_agent"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&alice_role.stdout).trim(),
+        "postgres"
+    );
     // The demo lives in a database of its own.
     assert_eq!(direct("SELECT count(*) > 0 FROM shop.customers"), "t");
 }

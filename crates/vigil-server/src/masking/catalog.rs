@@ -14,23 +14,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsConnector;
 use vigil_config::Database;
-use vigil_wire::fields::ErrorFields;
-use vigil_wire::tags::backend as b;
-use vigil_wire::{FrameReader, Next};
 
-use crate::upstream::{self, UpstreamError};
+use crate::upstream::{self, simple_query, UpstreamError};
 
 /// Objects PostgreSQL creates at initdb have OIDs below this
 /// (`FirstNormalObjectId`): the system catalogs and `information_schema`.
 pub(crate) const FIRST_NORMAL_OID: u32 = 16384;
 /// A catalog older than this is read again at the next use.
 const MAX_AGE: Duration = Duration::from_secs(300);
-/// The largest catalog reply message Vigil accepts.
-const MAX_REPLY_FRAME: usize = 64 << 20;
 
 /// One relation with columns: table, view, materialized view, foreign table.
 #[derive(Debug, Clone)]
@@ -288,81 +283,4 @@ async fn load(
         }
     }
     Ok(catalog)
-}
-
-/// Runs one simple-protocol query and returns its rows, text format.
-async fn simple_query(
-    upstream: &mut upstream::Upstream,
-    sql: &str,
-) -> Result<Vec<Vec<Option<String>>>, UpstreamError> {
-    let mut out = BytesMut::new();
-    vigil_wire::backend::query(&mut out, sql);
-    upstream.stream.write_all(&out).await?;
-    upstream.stream.flush().await?;
-    let mut inbuf = std::mem::take(&mut upstream.leftover);
-    let mut frames = FrameReader::new(MAX_REPLY_FRAME);
-    let mut rows = Vec::new();
-    let mut failure = None;
-    loop {
-        match frames
-            .next(&inbuf)
-            .map_err(|e| UpstreamError::Protocol(e.to_string()))?
-        {
-            Next::Frame { tag, len } => {
-                let frame = inbuf.split_to(len);
-                let body = &frame[vigil_wire::frame::HEADER_LEN..];
-                match tag {
-                    b::DATA_ROW => rows.push(data_row(body)?),
-                    b::ERROR_RESPONSE => {
-                        let fields = ErrorFields::parse(body)
-                            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-                        failure = Some(UpstreamError::Refused {
-                            code: fields.code().unwrap_or("XX000").to_owned(),
-                            message: fields.message().unwrap_or("").to_owned(),
-                        });
-                    }
-                    b::READY_FOR_QUERY => {
-                        return match failure {
-                            Some(error) => Err(error),
-                            None => Ok(rows),
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Next::Incomplete { .. } | Next::Chunk { .. } => {
-                if upstream.stream.read_buf(&mut inbuf).await? == 0 {
-                    return Err(UpstreamError::Protocol(
-                        "server closed the connection while the catalog was read".into(),
-                    ));
-                }
-            }
-        }
-    }
-}
-
-fn data_row(mut body: &[u8]) -> Result<Vec<Option<String>>, UpstreamError> {
-    let bad = || UpstreamError::Protocol("malformed DataRow in catalog reply".into());
-    if body.remaining() < 2 {
-        return Err(bad());
-    }
-    let count = body.get_i16();
-    let mut values = Vec::with_capacity(count.max(0) as usize);
-    for _ in 0..count {
-        if body.remaining() < 4 {
-            return Err(bad());
-        }
-        let len = body.get_i32();
-        if len < 0 {
-            values.push(None);
-            continue;
-        }
-        let len = len as usize;
-        if body.remaining() < len {
-            return Err(bad());
-        }
-        values.push(Some(String::from_utf8_lossy(&body[..len]).into_owned()));
-        body.advance(len);
-    }
-    Ok(values)
 }

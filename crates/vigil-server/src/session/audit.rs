@@ -50,6 +50,7 @@ impl SessionAudit {
         session_id: u64,
         identity: &Identity,
         database: &str,
+        upstream_role: &str,
     ) -> SessionAudit {
         let info = SessionInfo {
             session_id,
@@ -60,6 +61,7 @@ impl SessionAudit {
             tls: identity.tls,
             application_name: identity.application_name.clone(),
             database: database.to_owned(),
+            upstream_role: Some(upstream_role.to_owned()),
         };
         let startup_intent = identity
             .application_name

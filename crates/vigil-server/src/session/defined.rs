@@ -113,8 +113,9 @@ struct Taint {
 }
 
 /// What Vigil asks the server once code it cannot see into has run: every
-/// prepared statement and cursor the session holds, with its text.
-pub(crate) const VERIFY_SQL: &str = "SELECT 'S', name, statement FROM pg_catalog.pg_prepared_statements UNION ALL SELECT 'P', name, statement FROM pg_catalog.pg_cursors";
+/// prepared statement and cursor the session holds, with its text,
+/// and the role it runs in now (`R`, `current_user`, `session_user`).
+pub(crate) const VERIFY_SQL: &str = "SELECT 'S', name, statement FROM pg_catalog.pg_prepared_statements UNION ALL SELECT 'P', name, statement FROM pg_catalog.pg_cursors UNION ALL SELECT 'R', pg_catalog.current_user()::text, pg_catalog.session_user()::text";
 
 /// One row of [`VERIFY_SQL`]: `S` or `P`, the name, the text.
 pub(crate) type HeldName = (u8, Vec<u8>, String);
@@ -151,7 +152,7 @@ impl Reference {
             (Kind::Fetch, _, Some(name)) => Reference::Fetches(name.clone()),
             (Kind::ClosePortal, _, Some(name)) if name.is_empty() => Reference::Closes(None),
             (Kind::ClosePortal, _, Some(name)) => Reference::Closes(Some(name.clone())),
-            (Kind::Discard, ..) if is_discard_all(&statement.text) => Reference::DiscardsAll,
+            (Kind::Discard, ..) if p.discards_all => Reference::DiscardsAll,
             _ => Reference::None,
         }
     }
@@ -179,16 +180,6 @@ impl Reference {
             Reference::Runs(_) | Reference::Fetches(_)
         )
     }
-}
-
-fn is_discard_all(text: &str) -> bool {
-    let mut words = text.split_ascii_whitespace();
-    words
-        .next()
-        .is_some_and(|w| w.eq_ignore_ascii_case("discard"))
-        && words
-            .next()
-            .is_some_and(|w| w.trim_end_matches(';').eq_ignore_ascii_case("all"))
 }
 
 /// How one statement reads a name, as the message asking sees it.

@@ -48,6 +48,7 @@ pub(crate) async fn run(
     state: Arc<State>,
     phase: watch::Receiver<Phase>,
     admit: bool,
+    starting: crate::limits::Slot,
 ) {
     let session_id = state.next_session_id();
     let span = tracing::info_span!(
@@ -63,6 +64,19 @@ pub(crate) async fn run(
             Err(error) => return warn!(%error, "cannot register client socket"),
         };
         let _ = socket.set_nodelay(true);
+        // A socket that says nothing holds its address's startup place only
+        // this long.
+        let first_message = Duration::from_secs(state.snapshot().config.auth.first_message_secs);
+        if tokio::time::timeout(first_message, socket.readable())
+            .await
+            .is_err()
+        {
+            state.metrics.refused(crate::limits::Refused::Silent);
+            return debug!(
+                "no first message within {} s: closing",
+                first_message.as_secs()
+            );
+        }
         let mut conn = ClientConn::new(Stream::Tcp(socket));
         // Startup may swap the plain stream for TLS, so it owns the connection
         // and hands it back either way.
@@ -76,6 +90,7 @@ pub(crate) async fn run(
         )
         .await
         .unwrap_or(Err(SessionError::StartupTimeout(limit)));
+        drop(starting);
         match established {
             Ok(Some(established)) => relay(conn, established, phase).await,
             Ok(None) => {}
@@ -98,6 +113,8 @@ pub(crate) async fn run(
 struct Established {
     upstream: upstream::Upstream,
     max_message_bytes: usize,
+    /// The session's places under its identity's and database's limits.
+    _sessions: crate::limits::Sessions,
     /// Keeps the client's cancel key registered while the session lives.
     _cancel_key: cancel::CancelKey,
     cancel_target: CancelTarget,
@@ -179,6 +196,7 @@ async fn establish(
     let db = config
         .database(startup.database)
         .ok_or_else(|| SessionError::UnknownDatabase(startup.database.to_owned()))?;
+    let sessions = session_places(state, config, &identity, db)?;
     let tls = upstream::tls_target(db, snapshot.connectors.get(&db.name));
     let connected = upstream::connect(db, tls.as_ref(), &startup.forwarded).await;
     if connected.is_err() {
@@ -187,11 +205,20 @@ async fn establish(
             .upstream_errors
             .fetch_add(1, Ordering::Relaxed);
     }
-    let upstream = connected.map_err(|e: UpstreamError| SessionError::Upstream {
+    let mut upstream = connected.map_err(|e: UpstreamError| SessionError::Upstream {
         database: db.name.clone(),
         relay: e.relay(),
         reason: e.to_string(),
     })?;
+    let groups = config
+        .identity(&identity.name)
+        .map_or(&identity.groups, |c| &c.groups);
+    let role = db
+        .role_for(&identity.name, groups, identity.kind.as_str())
+        .map(|mapped| mapped.role.clone());
+    if let Some(role) = &role {
+        enter_role(&mut upstream, role).await?;
+    }
     let cancel_signal = Arc::new(crate::approvals::CancelSignal::default());
     let cancel_target = CancelTarget {
         database: db.name.clone(),
@@ -226,6 +253,7 @@ async fn establish(
         session_id,
         &identity,
         &db.name,
+        role.as_deref().unwrap_or(&db.user),
     );
     audit.session_started();
     // Every session's analysis asks the catalog which built-in names the
@@ -263,13 +291,78 @@ async fn establish(
         encoding,
     );
     gate.cancel = cancel_signal;
+    if let Some(role) = &role {
+        gate.lock_role(role, &upstream.parameters);
+    }
     Ok(Some(Established {
         upstream,
         max_message_bytes: config.server.max_message_bytes,
+        _sessions: sessions,
         _cancel_key: cancel_key,
         cancel_target,
         gate,
     }))
+}
+
+/// Takes the session's places under `max_sessions` of its identity and of
+/// `db`, or refuses it with the limit it would pass.
+fn session_places(
+    state: &State,
+    config: &vigil_config::Config,
+    identity: &crate::Identity,
+    db: &vigil_config::Database,
+) -> Result<crate::limits::Sessions, SessionError> {
+    let identity_limit = config.identity(&identity.name).and_then(|c| c.max_sessions);
+    state
+        .limits
+        .session(&identity.name, identity_limit, &db.name, db.max_sessions)
+        .map_err(|refused| {
+            state.metrics.refused(refused);
+            let (what, limit) = match refused {
+                crate::limits::Refused::IdentitySessions => {
+                    (format!("identity \"{}\"", identity.name), identity_limit)
+                }
+                _ => (format!("database \"{}\"", db.name), db.max_sessions),
+            };
+            warn!(%what, "max_sessions reached: refusing");
+            SessionError::TooManySessions {
+                what,
+                limit: limit.unwrap_or_default(),
+            }
+        })
+}
+
+/// Puts the new upstream session in `role`, the one its identity maps to:
+/// the server must confirm the switch, and the role must not be a
+/// superuser's.
+async fn enter_role(upstream: &mut upstream::Upstream, role: &str) -> Result<(), SessionError> {
+    let failed = |reason: String| SessionError::UpstreamRole {
+        role: role.to_owned(),
+        reason,
+    };
+    // Role names in the config are letters, digits and `_` (validated).
+    upstream::simple_query(upstream, &format!("SET ROLE \"{role}\""))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let rows = upstream::simple_query(upstream, "SELECT pg_catalog.current_user()::text")
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let current = rows.first().and_then(|row| row.first()).cloned().flatten();
+    if current.as_deref() != Some(role) {
+        return Err(failed(format!(
+            "the server reports current_user {current:?}"
+        )));
+    }
+    let superuser = upstream
+        .parameters
+        .iter()
+        .any(|(name, value)| name == "is_superuser" && value == "on");
+    if superuser {
+        return Err(failed(
+            "it is a superuser role; a mapped role must not be".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// What `identity` sees masked on `db`, reading the upstream catalog first

@@ -1070,6 +1070,9 @@ fn check(
     events: &mut Vec<AuditEvent>,
 ) -> Result<Gated, WireError> {
     let name = |rest: &[u8]| rest.split(|&b| b == 0).next().unwrap_or_default().to_vec();
+    if let Some(gated) = gate.role_unconfirmed(tag, place, events) {
+        return Ok(gated);
+    }
     Ok(match tag {
         f::QUERY => gate.query(query_text(body)?, place, events),
         f::PARSE => {

@@ -7,16 +7,6 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-const VIEWER_TOKEN: &str = "vigil-e2e-console-viewer";
-
-fn sha256_hex(token: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn proxy(db: &TestDb) -> Proxy {
     let extra = format!(
         r#"
@@ -26,42 +16,11 @@ when = {{ groups = ["ai-agents"], classes = ["write"] }}
 action = "deny"
 message = "Agents only read here."
 
-[[admin.tokens]]
-name = "alice-dashboard"
-identity = "alice"
-role = "viewer"
-sha256 = "{}"
+{}
 "#,
-        sha256_hex(VIEWER_TOKEN)
+        viewer_token_toml()
     );
     Proxy::start(&config_toml(&db.name, "", &extra))
-}
-
-fn get(proxy: &Proxy, path: &str) -> Value {
-    let auth = format!("Bearer {VIEWER_TOKEN}");
-    let (status, body) = http(
-        "GET",
-        &format!("{}{path}", proxy.admin_url()),
-        Some(&auth),
-        None,
-    );
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
-}
-
-fn scrape(proxy: &Proxy) -> String {
-    match get(proxy, "/metrics") {
-        Value::String(text) => text,
-        other => panic!("/metrics is not text: {other}"),
-    }
-}
-
-/// The value of the series that starts with `series` (name and labels).
-fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap_or(0.0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ use crate::harness::*;
 
 const APPROVER_TOKEN: &str = "vigil-e2e-differential-approver";
 /// Vigil's own question after unseen code ran (session/defined.rs).
-const VERIFY_SQL: &str = "SELECT 'S', name, statement FROM pg_catalog.pg_prepared_statements UNION ALL SELECT 'P', name, statement FROM pg_catalog.pg_cursors";
+const VERIFY_SQL: &str = "SELECT 'S', name, statement FROM pg_catalog.pg_prepared_statements UNION ALL SELECT 'P', name, statement FROM pg_catalog.pg_cursors UNION ALL SELECT 'R', pg_catalog.current_user()::text, pg_catalog.session_user()::text";
 const STAND_IN: &str = "VIGIL_REFUSED_THIS_STATEMENT";
 
 /// Single statements sessions are made of.

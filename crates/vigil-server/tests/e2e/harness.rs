@@ -738,3 +738,51 @@ fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
         raw = raw.get(size + 2..)?;
     }
 }
+
+/// The admin API token of alice's `viewer` entry ([`viewer_token_toml`]).
+pub const VIEWER_TOKEN: &str = "vigil-e2e-console-viewer";
+
+fn sha256_hex(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An `[[admin.tokens]]` entry: alice, as a viewer, with [`VIEWER_TOKEN`].
+pub fn viewer_token_toml() -> String {
+    format!(
+        "[[admin.tokens]]\nname = \"alice-dashboard\"\nidentity = \"alice\"\nrole = \"viewer\"\nsha256 = \"{}\"\n",
+        sha256_hex(VIEWER_TOKEN)
+    )
+}
+
+/// A GET of the admin API with [`VIEWER_TOKEN`]; must answer 200.
+pub fn get(proxy: &Proxy, path: &str) -> serde_json::Value {
+    let auth = format!("Bearer {VIEWER_TOKEN}");
+    let (status, body) = http(
+        "GET",
+        &format!("{}{path}", proxy.admin_url()),
+        Some(&auth),
+        None,
+    );
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+/// `/metrics`, as text.
+pub fn scrape(proxy: &Proxy) -> String {
+    match get(proxy, "/metrics") {
+        serde_json::Value::String(text) => text,
+        other => panic!("/metrics is not text: {other}"),
+    }
+}
+
+/// The value of the series that starts with `series` (name and labels).
+pub fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap_or(0.0))
+}

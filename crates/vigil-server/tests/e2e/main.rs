@@ -18,5 +18,6 @@ mod masking;
 mod policy;
 mod psql;
 mod python;
+mod roles;
 mod shutdown;
 mod upstream;

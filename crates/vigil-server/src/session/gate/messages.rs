@@ -85,7 +85,7 @@ impl Gate {
     fn ran(&mut self, analysis: &Analysis, place: Place) {
         self.reading.runs(place.stamp.request);
         if runs_unseen(analysis) {
-            self.defined.tainted(place.stamp.epoch);
+            self.ran_unseen(place.stamp.epoch);
         }
     }
 
@@ -339,7 +339,7 @@ impl Gate {
         {
             self.reading.runs(place.stamp.request);
             if runs.is_some_and(|p| runs_unseen(&p.analysis)) {
-                self.defined.tainted(place.stamp.epoch);
+                self.ran_unseen(place.stamp.epoch);
             }
         }
         gated
@@ -506,6 +506,7 @@ impl Gate {
             Event::Done(at) => self.defined.confirm(at, masker),
             Event::Failed { at, epoch, to_sync } => self.defined.fail(at, epoch, to_sync),
             Event::Ready { through } => {
+                self.status = status;
                 self.defined.ready(through, status == b'I');
                 self.reading.ready(through);
             }
@@ -515,7 +516,7 @@ impl Gate {
     /// Whether Vigil must ask the server which names it holds now
     /// (`waiting`: a message waits for that).
     pub(crate) fn wants_verification(&self, waiting: bool) -> bool {
-        self.defined.wants_verification(waiting)
+        self.defined.wants_verification(waiting) || self.role_wants_confirmation()
     }
 
     /// The server's answer to the question about names (`None`: it could
@@ -524,14 +525,17 @@ impl Gate {
         &mut self,
         held: Option<&[crate::session::defined::HeldName]>,
     ) -> Option<String> {
-        self.defined.verified(held).err()
+        self.defined
+            .verified(held)
+            .err()
+            .or_else(|| self.role_confirmed(held))
     }
 
     /// The server reported a parameter. Returns why the session can no
     /// longer be followed, if it cannot.
     pub(crate) fn parameter_status(&mut self, name: &str, value: &str) -> Option<String> {
         if name != "client_encoding" {
-            return None;
+            return self.role_reported(name, value);
         }
         if !self.reading.encoding_changed(value) {
             return Some(format!("client_encoding is {value}"));

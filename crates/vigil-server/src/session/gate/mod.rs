@@ -9,6 +9,7 @@
 //! in `messages`.
 
 mod messages;
+mod role;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -134,6 +135,9 @@ struct Ruling {
     source: Option<Arc<Rule>>,
 }
 
+/// The parameters whose change tells that the session's role changed.
+const ROLE_REPORTS: [&str; 2] = ["is_superuser", "session_authorization"];
+
 pub(crate) struct Gate {
     state: Arc<State>,
     identity: Arc<Identity>,
@@ -166,6 +170,23 @@ pub(crate) struct Gate {
     grants_end: vigil_audit::clock::Micros,
     /// The session as the admin API lists it.
     pub(crate) live: Registration,
+    /// The upstream role the session is locked in, when its identity maps
+    /// to one.
+    role: Option<RoleLock>,
+    /// The server's transaction status at its last ReadyForQuery.
+    status: u8,
+}
+
+/// The upstream role a session is locked in, and what confirms it.
+struct RoleLock {
+    role: Arc<str>,
+    /// `is_superuser` and `session_authorization` as the server reported
+    /// them once the role was set: a change means the role changed.
+    reported: Vec<(String, String)>,
+    /// The batch (epoch) of the first message that ran code Vigil cannot
+    /// see into since the role was last confirmed: such code can switch
+    /// roles. Later batches wait until the server confirms the role.
+    unconfirmed: Option<u64>,
 }
 
 impl Gate {
@@ -201,7 +222,25 @@ impl Gate {
             grants_version,
             grants_end,
             live,
+            role: None,
+            status: b'I',
         }
+    }
+
+    /// Locks the session in upstream `role`, which the server has just
+    /// confirmed (reporting `parameters`).
+    pub(crate) fn lock_role(&mut self, role: &str, parameters: &[(String, String)]) {
+        let reported = parameters
+            .iter()
+            .filter(|(name, _)| ROLE_REPORTS.contains(&name.as_str()))
+            .cloned()
+            .collect();
+        self.role = Some(RoleLock {
+            role: Arc::from(role),
+            reported,
+            unconfirmed: None,
+        });
+        self.policy = self.policy.clone().with_role_lock();
     }
 
     pub(crate) fn state(&self) -> &Arc<State> {
@@ -399,6 +438,13 @@ impl Gate {
     ) -> (Checked, Ruling) {
         self.refresh();
         let mut decision = self.policy.decide_on_path(analysis, &self.search_path);
+        if let Some(index) = self.rolls_back_to_unconfirmed_role(analysis) {
+            decision = vigil_policy::Decision {
+                action: Action::Deny,
+                rule: Some(vigil_policy::role_lock::unconfirmed_savepoint()),
+                statement: Some(index),
+            };
+        }
         // Preparing runs nothing: each execution is reviewed on its own.
         let prepares_only = analysis
             .statements
@@ -557,7 +603,10 @@ impl Gate {
             let (policy, grants_end) = session_policy(&self.state, &self.identity, &self.database);
             self.grants_end = grants_end;
             if let Some(policy) = policy {
-                self.policy = policy;
+                self.policy = match self.role {
+                    Some(_) => policy.with_role_lock(),
+                    None => policy,
+                };
             }
         }
         // Only a masked session asks about the catalog (a shared lock).
