@@ -13,8 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use vigil_sql::{SettingValue, Statement};
 
-use crate::model::{Subjects, When};
-use crate::{Action, Rule};
+use crate::Rule;
 
 pub const RULE_ID: &str = "vigil.parser-integrity";
 
@@ -128,21 +127,7 @@ pub fn is_on(value: &str) -> bool {
 fn rule(broken: Broken) -> Arc<Rule> {
     static RULES: OnceLock<[Arc<Rule>; 4]> = OnceLock::new();
     let rules = RULES.get_or_init(|| {
-        let make = |message: &str, hint: &str| {
-            Arc::new(Rule {
-                id: RULE_ID.into(),
-                action: Action::Deny,
-                message: message.into(),
-                hint: Some(hint.into()),
-                description: None,
-                origin: "built-in".into(),
-                when: When::default(),
-                unless: Subjects::default(),
-                mask: Vec::new(),
-                approvers: None,
-                approval: None,
-            })
-        };
+        let make = |message: &str, hint: &str| Rule::built_in_deny(RULE_ID, message, hint);
         [
             make(
                 "this client encoding is one PostgreSQL allows only on the client side (SJIS, BIG5, GBK, UHC, GB18030, JOHAB): its multibyte characters can contain ASCII bytes such as a backslash or a quote, so Vigil could not tell where the server sees strings end",

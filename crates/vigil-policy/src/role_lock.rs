@@ -14,8 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use vigil_sql::{Kind, Statement};
 
-use crate::model::{Subjects, When};
-use crate::{Action, Rule};
+use crate::Rule;
 
 pub const RULE_ID: &str = "vigil.role-lock";
 
@@ -45,21 +44,7 @@ pub fn unconfirmed_savepoint() -> Arc<Rule> {
 fn rule(index: usize) -> Arc<Rule> {
     static RULES: OnceLock<[Arc<Rule>; 3]> = OnceLock::new();
     let rules = RULES.get_or_init(|| {
-        let make = |message: &str, hint: &str| {
-            Arc::new(Rule {
-                id: RULE_ID.into(),
-                action: Action::Deny,
-                message: message.into(),
-                hint: Some(hint.into()),
-                description: None,
-                origin: "built-in".into(),
-                when: When::default(),
-                unless: Subjects::default(),
-                mask: Vec::new(),
-                approvers: None,
-                approval: None,
-            })
-        };
+        let make = |message: &str, hint: &str| Rule::built_in_deny(RULE_ID, message, hint);
         [
             make(
                 "this session runs upstream in the role Vigil maps its identity to, and the role cannot be changed from inside the session (SET ROLE, RESET ROLE, SET SESSION AUTHORIZATION, set_config('role', …))",

@@ -28,6 +28,24 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A deny rule of Vigil's own (`origin` `built-in`) that applies to
+    /// every session it is checked in.
+    pub(crate) fn built_in_deny(id: &str, message: &str, hint: &str) -> Arc<Rule> {
+        Arc::new(Rule {
+            id: id.into(),
+            action: Action::Deny,
+            message: message.into(),
+            hint: Some(hint.into()),
+            description: None,
+            origin: "built-in".into(),
+            when: When::default(),
+            unless: Subjects::default(),
+            mask: Vec::new(),
+            approvers: None,
+            approval: None,
+        })
+    }
+
     /// Whether the rule applies to sessions of `subject` on `target`; decided
     /// once per session, not per statement.
     pub(crate) fn applies_to(&self, subject: &Subject<'_>, target: &Target<'_>) -> bool {

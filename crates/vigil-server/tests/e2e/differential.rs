@@ -231,6 +231,8 @@ struct Fixture {
     /// How far the server's log has been read, and what it held for each
     /// session (by application_name).
     log_read: usize,
+    /// The first audit record not read yet.
+    audit_from: u64,
 }
 
 impl Fixture {
@@ -286,6 +288,7 @@ sha256 = "{}"
             cluster,
             proxy,
             log_read: 0,
+            audit_from: 1,
         }
     }
 
@@ -298,8 +301,8 @@ sha256 = "{}"
     fn server_log(&mut self, app: &str) -> Result<Vec<Value>, String> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-            let entries: Vec<Value> = text[self.log_read.min(text.len())..]
+            let text = read_from(&self.log_path(), self.log_read);
+            let entries: Vec<Value> = text
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .filter(|e: &Value| e["application_name"] == app)
@@ -400,9 +403,24 @@ impl Audited {
     }
 }
 
-fn audited(proxy: &Proxy, app: &str) -> Vec<Audited> {
+/// The log file's text from byte `offset` on (a long run's log is large).
+fn read_from(path: &std::path::Path, offset: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        if file.seek(SeekFrom::Start(offset as u64)).is_ok() {
+            let _ = file.read_to_end(&mut text);
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// The statements session `app` has in the audit, among the records from
+/// `*from` on; `*from` moves past them.
+fn audited(proxy: &Proxy, app: &str, from: &mut u64) -> Vec<Audited> {
     proxy.audit_sync();
-    let records = audit_records(&proxy.audit_store());
+    let records = audit_records_from(&proxy.audit_store(), *from);
+    *from += records.len() as u64;
     let session_ids: Vec<&Value> = records
         .iter()
         .filter(|r| r["kind"] == "statement" && r["body"]["intent"]["application_name"] == app)
@@ -597,7 +615,8 @@ fn every_statement_the_server_ran_is_one_vigil_allowed() {
         let log = fixture
             .server_log(&app)
             .map_err(|e| TestCaseError::fail(format!("{e}\nsession: {session:#?}")))?;
-        let audit = audited(&fixture.proxy, &app);
+        let fixture = &mut *fixture;
+        let audit = audited(&fixture.proxy, &app, &mut fixture.audit_from);
         check(&session, &app, &log, &audit).map_err(TestCaseError::fail)?;
         // Each session starts from the same data.
         fixture

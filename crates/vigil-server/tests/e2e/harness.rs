@@ -614,14 +614,26 @@ pub fn run_python(script: &str, conninfo: &str, password: &str, deadline: Durati
 
 /// Every record of the audit store at `path`, as JSON (envelope and body).
 pub fn audit_records(path: &Path) -> Vec<serde_json::Value> {
+    audit_records_from(path, 1)
+}
+
+/// The audit records from `seq` on, in order.
+pub fn audit_records_from(path: &Path, seq: u64) -> Vec<serde_json::Value> {
     let store = vigil_audit::open_existing_store(&format!("sqlite://{}", path.display()))
         .expect("the audit store exists");
-    store
-        .scan(1, 100_000)
-        .expect("scan")
-        .into_iter()
-        .map(|e| serde_json::from_str(&e.canonical).expect("canonical JSON"))
-        .collect()
+    let mut records = Vec::new();
+    let mut next = seq;
+    loop {
+        let page = store.scan(next, 10_000).expect("scan");
+        let Some(last) = page.last() else {
+            return records;
+        };
+        next = last.seq + 1;
+        records.extend(
+            page.iter()
+                .map(|e| serde_json::from_str(&e.canonical).expect("canonical JSON")),
+        );
+    }
 }
 
 /// One request to the admin API: `auth` is the whole Authorization value
