@@ -30,8 +30,47 @@ pub(crate) fn check(statement: &Statement) -> Option<Arc<Rule>> {
     if statement.properties.discards_all {
         return Some(rule(1));
     }
-    (switches(&statement.kind) || statement.inner_kinds.iter().any(switches) || names_role)
-        .then(|| rule(0))
+    if switches(&statement.kind) || statement.inner_kinds.iter().any(switches) || names_role {
+        return Some(rule(0));
+    }
+    (defines_code(&statement.kind)
+        || statement.inner_kinds.iter().any(defines_code)
+        || stores_unseen_code(statement))
+    .then(|| rule(3))
+}
+
+/// Whether a statement of this kind defines code that later statements
+/// run without naming it: a function or procedure body (any language can
+/// `SET ROLE`), and the triggers, rules, casts, operators and aggregates
+/// that call functions implicitly.
+fn defines_code(kind: &Kind) -> bool {
+    use vigil_sql::ObjectType as O;
+    match kind {
+        Kind::Create(object) | Kind::Alter(object) => matches!(
+            object,
+            O::Function
+                | O::Procedure
+                | O::Aggregate
+                | O::Trigger
+                | O::EventTrigger
+                | O::Rule
+                | O::Cast
+                | O::Operator
+                | O::Language
+                | O::Transform
+        ),
+        _ => false,
+    }
+}
+
+/// Whether a definition stores an expression that calls code Vigil cannot
+/// see into (a column default, a check, a view, an index expression, a
+/// policy): statements that later use the object run that code without
+/// naming it.
+fn stores_unseen_code(statement: &Statement) -> bool {
+    matches!(statement.kind, Kind::Create(_) | Kind::Alter(_))
+        && (statement.class == vigil_sql::Class::Unknown
+            || !statement.properties.opaque_functions.is_empty())
 }
 
 /// The rule that refuses `ROLLBACK TO SAVEPOINT` in a failed transaction
@@ -41,8 +80,15 @@ pub fn unconfirmed_savepoint() -> Arc<Rule> {
     rule(2)
 }
 
+/// The rule that refuses a statement that would run after code Vigil
+/// cannot see into, in the same Query or batch, before the role is
+/// confirmed.
+pub fn after_unseen_code() -> Arc<Rule> {
+    rule(4)
+}
+
 fn rule(index: usize) -> Arc<Rule> {
-    static RULES: OnceLock<[Arc<Rule>; 3]> = OnceLock::new();
+    static RULES: OnceLock<[Arc<Rule>; 5]> = OnceLock::new();
     let rules = RULES.get_or_init(|| {
         let make = |message: &str, hint: &str| Rule::built_in_deny(RULE_ID, message, hint);
         [
@@ -57,6 +103,14 @@ fn rule(index: usize) -> Arc<Rule> {
             make(
                 "code Vigil cannot see into ran in this transaction before it failed, and Vigil could not yet confirm the session's role: a savepoint taken since could restore a role that code switched to",
                 "Roll back the whole transaction (ROLLBACK), then run it again.",
+            ),
+            make(
+                "this session runs upstream in a role Vigil locks, and code it defines (a function, procedure, trigger, rule, cast, operator, or an expression calling a function Vigil cannot see into) would run later without being named, where Vigil could not see it change the role",
+                "Define functions, triggers and the objects that call them in a migration, as an identity that keeps the service role.",
+            ),
+            make(
+                "this session runs upstream in a role Vigil locks, and a statement after code Vigil cannot see into would run before Vigil could confirm the role",
+                "Send the call of that code in a Query (or a batch up to Sync) of its own, as the last statement.",
             ),
         ]
     });

@@ -89,6 +89,10 @@ pub enum SessionError {
     /// The server would read SQL text differently from Vigil's analyzer.
     #[error("unsafe session setting: {0}")]
     UnsafeSession(String),
+    /// The server reports the session left the upstream role Vigil locked
+    /// it in (code Vigil could not see into switched it).
+    #[error("the session left its locked upstream role: {0}")]
+    RoleChanged(String),
 }
 
 impl SessionError {
@@ -196,6 +200,12 @@ impl SessionError {
                 "0A000",
                 &format!("Vigil cannot inspect statements in this session: {reason}"),
                 Some("Vigil needs client_encoding UTF8 (or another encoding that keeps ASCII bytes ASCII) and standard_conforming_strings on."),
+            ),
+            SessionError::RoleChanged(reason) => fatal(
+                out,
+                "42501",
+                &format!("Vigil ended this session (rule vigil.role-lock): {reason}"),
+                Some("This identity's upstream role is locked for the whole session; code that switches roles cannot run through Vigil. Reconnect to carry on."),
             ),
             SessionError::ShuttingDown => fatal(
                 out,

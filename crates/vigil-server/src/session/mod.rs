@@ -454,6 +454,13 @@ async fn relay(conn: ClientConn, established: Established, mut phase: watch::Rec
             backend::terminate(&mut relay.to_upstream);
             relay.finish_upstream(FINAL_WRITE).await;
         }
+        Ok(End::RoleChanged(reason)) => {
+            warn!(reason, "closing session: it left its locked upstream role");
+            relay.tell_client(&SessionError::RoleChanged(reason.clone()));
+            relay.finish_client(FINAL_WRITE).await;
+            backend::terminate(&mut relay.to_upstream);
+            relay.finish_upstream(FINAL_WRITE).await;
+        }
         Ok(End::Violation(violation)) => {
             warn!(%violation, "closing session after protocol violation");
             relay.tell_client(&SessionError::Protocol(violation.clone()));

@@ -78,6 +78,9 @@ pub(crate) enum End {
     /// The server reported a setting under which it would read SQL text
     /// differently from the analyzer.
     Unsafe(String),
+    /// The server reports the session left the upstream role Vigil locked
+    /// it in.
+    RoleChanged(String),
 }
 
 /// What the server gets in place of a refused statement: rejected by its
@@ -155,7 +158,7 @@ pub(crate) struct Relay {
     terminated: bool,
     gate: Gate,
     /// Set when the server reported an unsafe setting.
-    unsafe_setting: Option<String>,
+    ended: Option<End>,
     /// Messages waiting for their audit events; nothing more is read from
     /// the client meanwhile.
     held: Option<Held>,
@@ -233,7 +236,7 @@ impl Relay {
             status,
             terminated: false,
             gate,
-            unsafe_setting: None,
+            ended: None,
             held: None,
             spare: Vec::new(),
             masker,
@@ -398,8 +401,8 @@ impl Relay {
                         if let Err(e) = self.forward_upstream_frames() {
                             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
                         }
-                        if let Some(reason) = self.unsafe_setting.take() {
-                            return Poll::Ready(Ok(End::Unsafe(reason)));
+                        if let Some(end) = self.ended.take() {
+                            return Poll::Ready(Ok(end));
                         }
                         // What the server said may settle a waiting message.
                         if self.waiting {
@@ -414,7 +417,7 @@ impl Relay {
 
             match self.verify_names() {
                 Ok(asked) => progress |= asked,
-                Err(reason) => return Poll::Ready(Ok(End::Unsafe(reason))),
+                Err(end) => return Poll::Ready(Ok(end)),
             }
 
             if draining && self.idle() && self.to_client.is_empty() {
@@ -772,8 +775,8 @@ impl Relay {
                         self.to_client
                             .extend_from_slice(&self.from_upstream[copied..frame.start]);
                         copied = frame.end;
-                        if let Err(reason) = self.internal_answer(tag, frame) {
-                            self.unsafe_setting = Some(reason);
+                        if let Err(end) = self.internal_answer(tag, frame) {
+                            self.ended = Some(end);
                         }
                         continue;
                     }
@@ -857,8 +860,8 @@ impl Relay {
                         }
                         b::PARAMETER_STATUS => {
                             let body = self.from_upstream[frame.start + 5..frame.end].to_vec();
-                            if let Some(reason) = self.parameter_status(&body) {
-                                self.unsafe_setting = Some(reason);
+                            if let Some(end) = self.parameter_status(&body) {
+                                self.ended = Some(end);
                             }
                         }
                         _ => {}
@@ -932,7 +935,7 @@ impl Relay {
     /// Asks the server which prepared statements and cursors it holds, when
     /// code Vigil cannot see into ran and a message needs to know, once the
     /// server has answered everything before. `Ok(true)`: asked now.
-    fn verify_names(&mut self) -> Result<bool, String> {
+    fn verify_names(&mut self) -> Result<bool, End> {
         if self.verifying.is_some()
             || !self.gate.wants_verification(self.waiting)
             || !self.owed.settled()
@@ -945,9 +948,9 @@ impl Relay {
         if self.status == b'E' {
             // A failed transaction answers nothing: nothing can be vouched for.
             return match self.gate.verified(None) {
-                Some(reason) => Err(reason),
+                Some(end) => Err(end),
                 None => {
-                    self.forward_client_frames().map_err(|e| e.to_string())?;
+                    self.forward_client_frames().map_err(End::Violation)?;
                     Ok(true)
                 }
             };
@@ -966,7 +969,7 @@ impl Relay {
     }
 
     /// One message of the server's answer to Vigil's own question.
-    fn internal_answer(&mut self, tag: u8, frame: Range<usize>) -> Result<(), String> {
+    fn internal_answer(&mut self, tag: u8, frame: Range<usize>) -> Result<(), End> {
         let body = &self.from_upstream[frame.start + 5..frame.end];
         match tag {
             b::DATA_ROW => {
@@ -983,8 +986,8 @@ impl Relay {
                     self.gate.heard(event, self.status, self.masker.as_mut());
                 }
                 let answer = self.verifying.take().flatten();
-                if let Some(reason) = self.gate.verified(answer.as_deref()) {
-                    return Err(reason);
+                if let Some(end) = self.gate.verified(answer.as_deref()) {
+                    return Err(end);
                 }
                 // The messages waiting for it are checked now.
                 self.waiting = true;
@@ -998,11 +1001,13 @@ impl Relay {
 
     /// A ParameterStatus from the server: why the session can no longer be
     /// followed, if that is what it says.
-    fn parameter_status(&mut self, body: &[u8]) -> Option<String> {
+    fn parameter_status(&mut self, body: &[u8]) -> Option<End> {
         let mut parts = body.split(|&b| b == 0);
         let name = std::str::from_utf8(parts.next()?).ok()?;
         let value = std::str::from_utf8(parts.next()?).ok()?;
-        unsafe_setting(name, value).or_else(|| self.gate.parameter_status(name, value))
+        unsafe_setting(name, value)
+            .map(End::Unsafe)
+            .or_else(|| self.gate.parameter_status(name, value))
     }
 
     /// Queues Vigil's own last word to the client, unless the client is in the

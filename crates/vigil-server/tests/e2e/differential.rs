@@ -479,10 +479,18 @@ struct Execution {
 /// What the server says it executed, per log entry.
 fn executed(log: &[Value]) -> Vec<Execution> {
     let mut out = Vec::new();
-    for entry in log {
+    for (i, entry) in log.iter().enumerate() {
         let Some(message) = entry["message"].as_str() else {
             continue;
         };
+        // In a failed transaction the server logs what it was sent, then
+        // refuses to run it.
+        if log
+            .get(i + 1)
+            .is_some_and(|next| next["state_code"] == "25P02")
+        {
+            continue;
+        }
         if let Some(text) = message.strip_prefix("statement: ") {
             if text == STAND_IN || text == VERIFY_SQL {
                 continue;
@@ -558,9 +566,16 @@ fn check(session: &Session, app: &str, log: &[Value], audit: &[Audited]) -> Resu
             let group = &audit[at..(at + statements).min(audit.len())];
             group[0].may_have_run()
                 && candidates.contains(&group[0].text)
-                && runs
-                    .as_ref()
-                    .is_none_or(|kind| group.iter().any(|a| a.kinds.contains(kind)))
+                && runs.as_ref().is_none_or(|kind| {
+                    // The log names what the EXECUTE's name held when the
+                    // text arrived; if the EXECUTE never ran, that is moot.
+                    let executes = group
+                        .iter()
+                        .filter(|a| a.kinds.iter().any(|k| k == "execute"));
+                    group.iter().any(|a| a.kinds.contains(kind))
+                        || executes.clone().count() > 0
+                            && executes.into_iter().all(|a| a.ran == Some(false))
+                })
         });
         match found {
             Some(at) => cursor = (at + statements).min(audit.len()),

@@ -294,7 +294,8 @@ async fn code_vigil_cannot_see_into_cannot_keep_the_session_out_of_its_role() {
     // them, and the policy here lets agents call them.
     db.direct_sql(
         "CREATE FUNCTION public.become_postgres() RETURNS text LANGUAGE plpgsql AS $$ BEGIN RESET ROLE; RETURN current_user; END $$;
-         CREATE FUNCTION public.become(r text) RETURNS text LANGUAGE plpgsql AS $$ BEGIN EXECUTE format('SET ROLE %I', r); RETURN current_user; END $$;",
+         CREATE FUNCTION public.become(r text) RETURNS text LANGUAGE plpgsql AS $$ BEGIN EXECUTE format('SET ROLE %I', r); RETURN current_user; END $$;
+         CREATE FUNCTION public.become_then_fail(r text) RETURNS text LANGUAGE plpgsql AS $$ BEGIN EXECUTE format('SET ROLE %I', r); RETURN 1/0; END $$;",
     );
     let toml = mapped_config(&db, &agent_role.name, &bob_role.name, "");
     provision(&toml).await;
@@ -319,11 +320,9 @@ async fn code_vigil_cannot_see_into_cannot_keep_the_session_out_of_its_role() {
         .expect("the function runs");
     assert_eq!(switched.get::<_, String>(0), bob_role.name);
     let after = agent.query_one("SELECT current_user::text", &[]).await;
-    assert!(
-        after.is_err(),
-        "the session went on as {:?}",
-        after.map(|r| r.get::<_, String>(0))
-    );
+    let (code, message) = failure(after, "the session went on");
+    assert_eq!(code, "42501", "{message}");
+    assert!(message.contains("vigil.role-lock"), "{message}");
 
     // Pipelined (tokio-postgres sends both before reading either answer).
     let agent = proxy.connect("agent", AGENT_PASSWORD).await;
@@ -356,14 +355,14 @@ async fn code_vigil_cannot_see_into_cannot_keep_the_session_out_of_its_role() {
     assert!(switched.is_ok(), "{switched:?}");
     assert!(after.is_err(), "the session went on: {after:?}");
 
-    // A failed transaction answers no question, so a savepoint taken after
-    // the switch cannot be rolled back to; the whole transaction can.
+    // A failed transaction answers no question, so no savepoint can be
+    // rolled back to before the role is confirmed; the whole transaction
+    // can. (A savepoint taken after the switch, in the same Query, is
+    // refused as running after unseen code.)
     let agent = proxy.connect("agent", AGENT_PASSWORD).await;
+    agent.simple_query("BEGIN; SAVEPOINT s").await.unwrap();
     let failed = agent
-        .simple_query(&format!(
-            "BEGIN; SELECT become('{}'); SAVEPOINT s; SELECT 1/0",
-            bob_role.name
-        ))
+        .simple_query(&format!("SELECT become_then_fail('{}')", bob_role.name))
         .await;
     assert!(failed.is_err());
     let (code, message) = failure(agent.simple_query("ROLLBACK TO s").await, "ROLLBACK TO");
@@ -380,6 +379,141 @@ async fn code_vigil_cannot_see_into_cannot_keep_the_session_out_of_its_role() {
     // Every session of alice (unmapped) is untouched by any of it.
     let alice = proxy.connect("alice", ALICE_PASSWORD).await;
     assert_eq!(current_user(&alice).await, "postgres");
+}
+
+/// Whether one of `messages` is an ErrorResponse with `code` naming the
+/// role lock.
+fn refused_by_role_lock(messages: &[(u8, Vec<u8>)], code: &str) -> bool {
+    messages.iter().any(|(tag, body)| {
+        let text = String::from_utf8_lossy(body);
+        *tag == b'E' && text.contains(&format!("C{code}\0")) && text.contains("vigil.role-lock")
+    })
+}
+
+fn data_rows(messages: &[(u8, Vec<u8>)]) -> Vec<String> {
+    messages
+        .iter()
+        .filter(|(tag, _)| *tag == b'D')
+        .map(|(_, body)| String::from_utf8_lossy(&body[6..]).into_owned())
+        .collect()
+}
+
+#[test]
+fn nothing_runs_after_unseen_code_before_the_role_is_confirmed() {
+    use bytes::BytesMut;
+    use postgres_protocol::message::frontend;
+    use postgres_protocol::IsNull;
+
+    let (agent_role, bob_role) = (TestRole::new("agent"), TestRole::new("bob"));
+    let db = shop("roles_after_unseen");
+    db.direct_sql(
+        "CREATE FUNCTION public.become(r text) RETURNS text LANGUAGE plpgsql AS $$ BEGIN EXECUTE format('SET ROLE %I', r); RETURN current_user; END $$;
+         CREATE FUNCTION public.switch_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RESET ROLE; RETURN NEW; END $$;",
+    );
+    let toml = mapped_config(&db, &agent_role.name, &bob_role.name, "");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(provision(&toml));
+    let proxy = Proxy::start(&toml);
+    let bind = |out: &mut BytesMut, params: &[&str]| {
+        frontend::bind(
+            "",
+            "",
+            [0i16],
+            params.iter(),
+            |p, buf| {
+                buf.extend_from_slice(p.as_bytes());
+                Ok(IsNull::No)
+            },
+            [0i16],
+            out,
+        )
+        .map_err(|_| "bind")
+        .unwrap();
+    };
+
+    // One extended batch: the call that switches, then a read. The read
+    // would run as the other role before Vigil could ask: it is refused.
+    // That fails the batch's implicit transaction, which undoes the switch,
+    // so the next batch finds the session in its role.
+    let mut raw = RawClient::login(proxy.port, "agent", AGENT_PASSWORD);
+    let mut out = BytesMut::new();
+    frontend::parse("", "SELECT become($1)", [], &mut out).unwrap();
+    bind(&mut out, &[&bob_role.name]);
+    frontend::execute("", 0, &mut out).unwrap();
+    frontend::parse("", "SELECT current_user::text", [], &mut out).unwrap();
+    bind(&mut out, &[]);
+    frontend::execute("", 0, &mut out).unwrap();
+    frontend::sync(&mut out);
+    raw.send(&out).unwrap();
+    let answers = raw.read_until_ready();
+    assert_eq!(data_rows(&answers).len(), 1, "{answers:?}");
+    assert!(refused_by_role_lock(&answers, "42501"), "{answers:?}");
+    let mut out = BytesMut::new();
+    frontend::query("SELECT current_user::text", &mut out).unwrap();
+    raw.send(&out).unwrap();
+    let answers = raw.read_until_ready();
+    assert_eq!(
+        data_rows(&answers),
+        [agent_role.name.clone()],
+        "{answers:?}"
+    );
+
+    // One Query that switches, reads and switches back: nothing of it runs.
+    let mut raw = RawClient::login(proxy.port, "agent", AGENT_PASSWORD);
+    let mut out = BytesMut::new();
+    frontend::query(
+        &format!(
+            "SELECT become('{}'); SELECT current_user::text; SELECT become('{}')",
+            bob_role.name, agent_role.name
+        ),
+        &mut out,
+    )
+    .unwrap();
+    raw.send(&out).unwrap();
+    let answers = raw.read_until_ready();
+    assert!(data_rows(&answers).is_empty(), "{answers:?}");
+    assert!(refused_by_role_lock(&answers, "42501"), "{answers:?}");
+    let mut out = BytesMut::new();
+    frontend::query("SELECT current_user::text", &mut out).unwrap();
+    raw.send(&out).unwrap();
+    let answers = raw.read_until_ready();
+    assert_eq!(data_rows(&answers), [agent_role.name.clone()]);
+
+    // Code defined now would run later without being named (a trigger, a
+    // default, a view, a rule): defining it is refused.
+    let definitions = [
+        "CREATE FUNCTION pg_temp.f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RESET ROLE; RETURN NEW; END $$",
+        "CREATE OR REPLACE PROCEDURE pg_temp.p() LANGUAGE sql AS 'SELECT 1'",
+        "CREATE TEMP TABLE d (x text DEFAULT public.become('postgres'))",
+        "CREATE TEMP TABLE c (x text CHECK (public.become(x) IS NOT NULL))",
+        "CREATE TEMP VIEW v AS SELECT public.become('postgres')",
+        "CREATE TEMP TABLE t (x int); CREATE TRIGGER tt BEFORE INSERT ON pg_temp.t FOR EACH ROW EXECUTE FUNCTION public.switch_trigger()",
+        "CREATE TEMP TABLE r (x int); CREATE RULE rr AS ON INSERT TO pg_temp.r DO ALSO SELECT 1",
+    ];
+    for sql in definitions {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out).unwrap();
+        raw.send(&out).unwrap();
+        let answers = raw.read_until_ready();
+        assert!(
+            refused_by_role_lock(&answers, "42501"),
+            "{sql}: {answers:?}"
+        );
+    }
+    let mut out = BytesMut::new();
+    frontend::query(
+        "CREATE TEMP TABLE plain (x int DEFAULT 1, y timestamptz DEFAULT now()); INSERT INTO plain DEFAULT VALUES; SELECT current_user::text",
+        &mut out,
+    )
+    .unwrap();
+    raw.send(&out).unwrap();
+    let answers = raw.read_until_ready();
+    assert_eq!(
+        data_rows(&answers),
+        [agent_role.name.clone()],
+        "{answers:?}"
+    );
 }
 
 /// The queries with `marker` that `client` sees in pg_stat_activity.

@@ -21,15 +21,18 @@ use crate::session::defined::{
 use crate::session::names::{At, Change, Lookup};
 use crate::session::owed::Event;
 use crate::session::refusal::integrity_refusal;
+use crate::session::relay::End;
 use crate::session::review::{self, Asking, Reviewed};
 
 /// Whether running `analysis` runs code Vigil cannot see into: a function
 /// it does not know, a DO block, a CALL.
 fn runs_unseen(analysis: &Analysis) -> bool {
-    analysis
-        .statements
-        .iter()
-        .any(|s| s.class == Class::Unknown || !s.properties.opaque_functions.is_empty())
+    analysis.statements.iter().any(statement_runs_unseen)
+}
+
+/// Whether `statement` runs code Vigil cannot see into.
+pub(super) fn statement_runs_unseen(statement: &Statement) -> bool {
+    statement.class == Class::Unknown || !statement.properties.opaque_functions.is_empty()
 }
 
 /// The rule id of refusals of names Vigil cannot vouch for.
@@ -524,21 +527,22 @@ impl Gate {
     pub(crate) fn verified(
         &mut self,
         held: Option<&[crate::session::defined::HeldName]>,
-    ) -> Option<String> {
+    ) -> Option<End> {
         self.defined
             .verified(held)
             .err()
-            .or_else(|| self.role_confirmed(held))
+            .map(End::Unsafe)
+            .or_else(|| self.role_confirmed(held).map(End::RoleChanged))
     }
 
     /// The server reported a parameter. Returns why the session can no
     /// longer be followed, if it cannot.
-    pub(crate) fn parameter_status(&mut self, name: &str, value: &str) -> Option<String> {
+    pub(crate) fn parameter_status(&mut self, name: &str, value: &str) -> Option<End> {
         if name != "client_encoding" {
-            return self.role_reported(name, value);
+            return self.role_reported(name, value).map(End::RoleChanged);
         }
         if !self.reading.encoding_changed(value) {
-            return Some(format!("client_encoding is {value}"));
+            return Some(End::Unsafe(format!("client_encoding is {value}")));
         }
         let encoding = self.reading.encoding();
         self.audit

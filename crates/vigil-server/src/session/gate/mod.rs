@@ -444,6 +444,12 @@ impl Gate {
                 rule: Some(vigil_policy::role_lock::unconfirmed_savepoint()),
                 statement: Some(index),
             };
+        } else if let Some(index) = self.runs_after_unseen_code(analysis) {
+            decision = vigil_policy::Decision {
+                action: Action::Deny,
+                rule: Some(vigil_policy::role_lock::after_unseen_code()),
+                statement: Some(index),
+            };
         }
         // Preparing runs nothing: each execution is reviewed on its own.
         let prepares_only = analysis

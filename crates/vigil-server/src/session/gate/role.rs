@@ -41,13 +41,15 @@ impl Gate {
         events: &mut Vec<AuditEvent>,
     ) -> Option<Gated> {
         let since = self.role.as_ref()?.unconfirmed?;
-        if place.stamp.epoch <= since
+        if place.stamp.epoch < since
             || self.status == b'E'
-            || matches!(tag, f::SYNC | f::TERMINATE)
+            || matches!(tag, f::SYNC | f::FLUSH | f::TERMINATE)
         {
             return None;
         }
-        if place.fresh && !place.skipped {
+        // A later batch waits for the answer; a message of the same batch,
+        // after the one that ran the code, would run before it.
+        if place.stamp.epoch > since && place.fresh && !place.skipped {
             return Some(Gated::Wait);
         }
         self.refused += 1;
@@ -81,6 +83,19 @@ impl Gate {
             .statements
             .iter()
             .position(|s| s.kind == Kind::Transaction(TransactionOp::RollbackTo))
+    }
+
+    /// In a session whose role is locked, the first statement of
+    /// `analysis` that would run after one that runs code Vigil cannot see
+    /// into: that code could have switched the role, and the server is
+    /// asked only after the whole text ran.
+    pub(super) fn runs_after_unseen_code(&self, analysis: &Analysis) -> Option<usize> {
+        self.role.as_ref()?;
+        let first = analysis
+            .statements
+            .iter()
+            .position(super::messages::statement_runs_unseen)?;
+        (first + 1 < analysis.statements.len()).then_some(first + 1)
     }
 
     /// Whether Vigil must ask the server about the role now.
