@@ -455,7 +455,7 @@ fn nothing_runs_after_unseen_code_before_the_role_is_confirmed() {
     let answers = raw.read_until_ready();
     assert_eq!(
         data_rows(&answers),
-        [agent_role.name.clone()],
+        std::slice::from_ref(&agent_role.name),
         "{answers:?}"
     );
 
@@ -478,7 +478,7 @@ fn nothing_runs_after_unseen_code_before_the_role_is_confirmed() {
     frontend::query("SELECT current_user::text", &mut out).unwrap();
     raw.send(&out).unwrap();
     let answers = raw.read_until_ready();
-    assert_eq!(data_rows(&answers), [agent_role.name.clone()]);
+    assert_eq!(data_rows(&answers), std::slice::from_ref(&agent_role.name));
 
     // Code defined now would run later without being named (a trigger, a
     // default, a view, a rule): defining it is refused.
@@ -511,7 +511,7 @@ fn nothing_runs_after_unseen_code_before_the_role_is_confirmed() {
     let answers = raw.read_until_ready();
     assert_eq!(
         data_rows(&answers),
-        [agent_role.name.clone()],
+        std::slice::from_ref(&agent_role.name),
         "{answers:?}"
     );
 }

@@ -43,7 +43,8 @@ impl Gate {
         let since = self.role.as_ref()?.unconfirmed?;
         if place.stamp.epoch < since
             || self.status == b'E'
-            || matches!(tag, f::SYNC | f::FLUSH | f::TERMINATE)
+            // These run nothing.
+            || matches!(tag, f::SYNC | f::FLUSH | f::TERMINATE | f::DESCRIBE | f::CLOSE)
         {
             return None;
         }
