@@ -459,6 +459,28 @@ fn nothing_runs_after_unseen_code_before_the_role_is_confirmed() {
         "{answers:?}"
     );
 
+    // The same after ending a failed transaction in that batch: the
+    // session's status before the batch says nothing of what runs in it.
+    let mut out = BytesMut::new();
+    frontend::query("BEGIN; SELECT 1/0", &mut out).unwrap();
+    raw.send(&out).unwrap();
+    raw.read_until_ready();
+    let mut out = BytesMut::new();
+    for (sql, params) in [
+        ("ROLLBACK", vec![]),
+        ("SELECT become($1)", vec![bob_role.name.as_str()]),
+        ("SELECT current_user::text", vec![]),
+    ] {
+        frontend::parse("", sql, [], &mut out).unwrap();
+        bind(&mut out, &params);
+        frontend::execute("", 0, &mut out).unwrap();
+    }
+    frontend::sync(&mut out);
+    raw.send(&out).unwrap();
+    let answers = raw.read_until_ready();
+    assert_eq!(data_rows(&answers).len(), 1, "{answers:?}");
+    assert!(refused_by_role_lock(&answers, "42501"), "{answers:?}");
+
     // One Query that switches, reads and switches back: nothing of it runs.
     let mut raw = RawClient::login(proxy.port, "agent", AGENT_PASSWORD);
     let mut out = BytesMut::new();

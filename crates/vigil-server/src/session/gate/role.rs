@@ -41,17 +41,27 @@ impl Gate {
         events: &mut Vec<AuditEvent>,
     ) -> Option<Gated> {
         let since = self.role.as_ref()?.unconfirmed?;
-        if place.stamp.epoch < since
-            || self.status == b'E'
-            // These run nothing.
-            || matches!(tag, f::SYNC | f::FLUSH | f::TERMINATE | f::DESCRIBE | f::CLOSE)
-        {
+        // These run nothing.
+        let runs_nothing = matches!(
+            tag,
+            f::SYNC | f::FLUSH | f::TERMINATE | f::DESCRIBE | f::CLOSE
+        );
+        if place.stamp.epoch < since || runs_nothing {
             return None;
         }
-        // A later batch waits for the answer; a message of the same batch,
-        // after the one that ran the code, would run before it.
-        if place.stamp.epoch > since && place.fresh && !place.skipped {
-            return Some(Gated::Wait);
+        // A later batch waits for the answer, unless the code ran in a
+        // transaction that has failed since: nothing but its end runs
+        // there, and that undoes the switch. A message of the same batch,
+        // after the one that ran the code, would run before the answer
+        // (whatever the status was before the batch: it may have ended a
+        // failed transaction first).
+        if place.stamp.epoch > since {
+            if self.status == b'E' {
+                return None;
+            }
+            if place.fresh && !place.skipped {
+                return Some(Gated::Wait);
+            }
         }
         self.refused += 1;
         let analysis = std::sync::Arc::new(opaque("<role not yet confirmed>".into()));
