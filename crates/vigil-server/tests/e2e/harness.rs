@@ -798,3 +798,22 @@ pub fn value(metrics: &str, series: &str) -> f64 {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |v| v.trim().parse().unwrap_or(0.0))
 }
+
+/// A Bind of `statement` to `portal` with these text parameters, results
+/// in text.
+pub fn bind(out: &mut bytes::BytesMut, portal: &str, statement: &str, params: &[&str]) {
+    postgres_protocol::message::frontend::bind(
+        portal,
+        statement,
+        [0i16],
+        params.iter(),
+        |p, buf| {
+            buf.extend_from_slice(p.as_bytes());
+            Ok(postgres_protocol::IsNull::No)
+        },
+        [0i16],
+        out,
+    )
+    .map_err(|_| "bind")
+    .unwrap();
+}

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
-use postgres_protocol::IsNull;
 use serde_json::Value;
 
 use crate::harness::*;
@@ -83,23 +82,6 @@ sha256 = "{}"
 
 fn parse(out: &mut BytesMut, name: &str, sql: &str) {
     frontend::parse(name, sql, [], out).unwrap();
-}
-
-fn bind(out: &mut BytesMut, portal: &str, statement: &str, params: &[&str]) {
-    frontend::bind(
-        portal,
-        statement,
-        [0i16],
-        params.iter(),
-        |p, buf| {
-            buf.extend_from_slice(p.as_bytes());
-            Ok(IsNull::No)
-        },
-        [0i16],
-        out,
-    )
-    .map_err(|_| "bind")
-    .unwrap();
 }
 
 fn execute(out: &mut BytesMut, portal: &str) {

@@ -404,7 +404,6 @@ fn data_rows(messages: &[(u8, Vec<u8>)]) -> Vec<String> {
 fn nothing_runs_after_unseen_code_before_the_role_is_confirmed() {
     use bytes::BytesMut;
     use postgres_protocol::message::frontend;
-    use postgres_protocol::IsNull;
 
     let (agent_role, bob_role) = (TestRole::new("agent"), TestRole::new("bob"));
     let db = shop("roles_after_unseen");
@@ -417,22 +416,6 @@ fn nothing_runs_after_unseen_code_before_the_role_is_confirmed() {
         .unwrap()
         .block_on(provision(&toml));
     let proxy = Proxy::start(&toml);
-    let bind = |out: &mut BytesMut, params: &[&str]| {
-        frontend::bind(
-            "",
-            "",
-            [0i16],
-            params.iter(),
-            |p, buf| {
-                buf.extend_from_slice(p.as_bytes());
-                Ok(IsNull::No)
-            },
-            [0i16],
-            out,
-        )
-        .map_err(|_| "bind")
-        .unwrap();
-    };
 
     // One extended batch: the call that switches, then a read. The read
     // would run as the other role before Vigil could ask: it is refused.
@@ -441,10 +424,10 @@ fn nothing_runs_after_unseen_code_before_the_role_is_confirmed() {
     let mut raw = RawClient::login(proxy.port, "agent", AGENT_PASSWORD);
     let mut out = BytesMut::new();
     frontend::parse("", "SELECT become($1)", [], &mut out).unwrap();
-    bind(&mut out, &[&bob_role.name]);
+    bind(&mut out, "", "", &[&bob_role.name]);
     frontend::execute("", 0, &mut out).unwrap();
     frontend::parse("", "SELECT current_user::text", [], &mut out).unwrap();
-    bind(&mut out, &[]);
+    bind(&mut out, "", "", &[]);
     frontend::execute("", 0, &mut out).unwrap();
     frontend::sync(&mut out);
     raw.send(&out).unwrap();
@@ -474,7 +457,7 @@ fn nothing_runs_after_unseen_code_before_the_role_is_confirmed() {
         ("SELECT current_user::text", vec![]),
     ] {
         frontend::parse("", sql, [], &mut out).unwrap();
-        bind(&mut out, &params);
+        bind(&mut out, "", "", &params);
         frontend::execute("", 0, &mut out).unwrap();
     }
     frontend::sync(&mut out);
