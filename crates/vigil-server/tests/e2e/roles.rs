@@ -594,6 +594,19 @@ async fn pg_stat_activity_keeps_one_roles_sql_from_another() {
     assert!(hidden[0].get::<_, i64>(0) >= 2);
 }
 
+/// The SQLSTATE and message a login of `user` is refused with.
+async fn refused_login(proxy: &Proxy, user: &str, password: &str) -> (String, String) {
+    let refused = tokio_postgres::connect(
+        &format!("{} password={password}", proxy.conninfo(user)),
+        tokio_postgres::NoTls,
+    )
+    .await;
+    failure(
+        refused.map(|_| ()),
+        &format!("a login of {user} over the limit"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_limited_per_identity_and_per_database() {
     let db = TestDb::create("limits");
@@ -605,12 +618,7 @@ async fn sessions_are_limited_per_identity_and_per_database() {
     let proxy = Proxy::start(&toml);
     let first = proxy.connect("agent", AGENT_PASSWORD).await;
     let second = proxy.connect("agent", AGENT_PASSWORD).await;
-    let refused = tokio_postgres::connect(
-        &format!("{} password={AGENT_PASSWORD}", proxy.conninfo("agent")),
-        tokio_postgres::NoTls,
-    )
-    .await;
-    let (code, message) = failure(refused.map(|_| ()), "a third agent session");
+    let (code, message) = refused_login(&proxy, "agent", AGENT_PASSWORD).await;
     assert_eq!(code, "53300");
     assert!(
         message.contains("identity \"agent\" is limited to 2"),
@@ -622,12 +630,7 @@ async fn sessions_are_limited_per_identity_and_per_database() {
 
     // The database: alice takes the third place; a fourth session waits for one.
     let alice = proxy.connect("alice", ALICE_PASSWORD).await;
-    let refused = tokio_postgres::connect(
-        &format!("{} password={ALICE_PASSWORD}", proxy.conninfo("alice")),
-        tokio_postgres::NoTls,
-    )
-    .await;
-    let (code, message) = failure(refused.map(|_| ()), "a fourth session");
+    let (code, message) = refused_login(&proxy, "alice", ALICE_PASSWORD).await;
     assert_eq!(code, "53300");
     assert!(
         message.contains("database \"demo\" is limited to 3"),

@@ -63,13 +63,33 @@ impl Gate {
             Ok(read) => read,
             Err(gated) => return gated,
         };
-        let effective = match self.effective(&analysis, place, &text, events) {
-            Ok(effective) => effective,
-            Err(gated) => return gated,
-        };
+        match self.decide_as_named_now(&analysis, &text, None, place, events) {
+            Ok((checked, effective)) => {
+                if let Verdict::Forward = checked.verdict {
+                    self.ran(&effective, place);
+                }
+                checked.into()
+            }
+            Err(gated) => gated,
+        }
+    }
+
+    /// Decides `analysis` (read from `text`) with the names it runs as
+    /// they are now, asking approvers about what it really runs; what it
+    /// defines is staged if it may go. Returns the decision and the
+    /// analysis decided on.
+    fn decide_as_named_now(
+        &mut self,
+        analysis: &Arc<Analysis>,
+        text: &str,
+        parameters: Option<&crate::approvals::BindParameters>,
+        place: Place,
+        events: &mut Vec<AuditEvent>,
+    ) -> Result<(Checked, Arc<Analysis>), Gated> {
+        let effective = self.effective(analysis, place, text, events)?;
         let asking = Asking {
-            sql: effective.asked.as_deref().unwrap_or(&text),
-            parameters: None,
+            sql: effective.asked.as_deref().unwrap_or(text),
+            parameters,
         };
         let (checked, _) = self.decide(
             &effective.analysis,
@@ -79,9 +99,8 @@ impl Gate {
         );
         if let Verdict::Forward = checked.verdict {
             self.stage_all(&effective, place);
-            self.ran(&effective.analysis, place);
         }
-        checked.into()
+        Ok((checked, effective.analysis))
     }
 
     /// A message at `place` that runs `analysis` is being forwarded.
@@ -357,24 +376,16 @@ impl Gate {
     ) -> Gated {
         // It runs other names (EXECUTE, FETCH): decided now, as they are now.
         if prepared.refers {
-            let effective = match self.effective(&prepared.analysis, place, &prepared.sql, events) {
-                Ok(effective) => effective,
-                Err(gated) => return gated,
-            };
-            let asking = Asking {
-                sql: effective.asked.as_deref().unwrap_or(&prepared.sql),
+            return match self.decide_as_named_now(
+                &prepared.analysis,
+                &prepared.sql,
                 parameters,
+                place,
+                events,
+            ) {
+                Ok((checked, _)) => checked.into(),
+                Err(gated) => gated,
             };
-            let (checked, _) = self.decide(
-                &effective.analysis,
-                Some(events),
-                Some(asking),
-                Some(&effective.resolved),
-            );
-            if let Verdict::Forward = checked.verdict {
-                self.stage_all(&effective, place);
-            }
-            return checked.into();
         }
         let checked = match &prepared.review {
             Some(rule) => {
